@@ -1,0 +1,22 @@
+//! The size limits of the Segment tracking API, enforced (never assumed) by the collector.
+
+/// Limits on what one request may carry. Defaults are Segment's documented limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one event's JSON (32 KB).
+    pub max_event_bytes: usize,
+    /// Bytes of one request body after decompression (500 KB).
+    pub max_request_bytes: usize,
+    /// Events in one batch.
+    pub max_batch_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 32_768,
+            max_request_bytes: 512_000,
+            max_batch_events: 2_500,
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the write connection and commits every append that is waiting in one
+//! transaction (group commit), so one fsync covers many requests. Readers use their own
+//! connection; WAL mode lets them run beside the writer. Sequence numbers come from an
+//! `AUTOINCREMENT` key, which SQLite never reuses, even after the table is emptied.
+
+use crate::{
+    Admission, AppendOutcome, AppendRequest, EventLog, LogError, LogStats, RejectedEvent,
+    RetentionPolicy, StoredEvent,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use sluice_core::Event;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How hard the log works to keep an acknowledged event across a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync before acknowledging (SQLite `synchronous=FULL`).
+    #[default]
+    Fsync,
+    /// Leave flushing to the OS (SQLite `synchronous=OFF`): survives a process crash, not a
+    /// power cut.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteLogOptions {
+    pub durability: Durability,
+    /// Duplicates of a `(source, messageId)` seen within this window are not stored again.
+    pub dedupe_window: Duration,
+    /// Most appends committed together in one transaction.
+    pub max_group_events: usize,
+    /// Caps the database size in pages (tests use it to simulate a full disk).
+    pub max_page_count: Option<u64>,
+}
+
+impl Default for SqliteLogOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            dedupe_window: Duration::from_secs(24 * 3600),
+            max_group_events: 10_000,
+            max_page_count: None,
+        }
+    }
+}
+
+struct AppendJob {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, LogError>>,
+}
+
+pub struct SqliteLog {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_source ON events (source_id, seq);
+CREATE TABLE IF NOT EXISTS dedupe (
+    source_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (source_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_time ON dedupe (received_at);
+CREATE TABLE IF NOT EXISTS rejected_events (
+    id INTEGER PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    batch_index INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejected_by_source ON rejected_events (source_id, id);
+CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO log_meta (key, value) VALUES ('bytes', 0);
+";
+
+fn storage(e: rusqlite::Error) -> LogError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => {
+            LogError::Unavailable(e.to_string())
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            LogError::Unavailable(e.to_string())
+        }
+        _ => LogError::Storage(e.to_string()),
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn open_connection(path: &Path, options: &SqliteLogOptions) -> Result<Connection, LogError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(storage)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
+    let synchronous = match options.durability {
+        Durability::Fsync => "FULL",
+        Durability::None => "OFF",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(storage)?;
+    if let Some(pages) = options.max_page_count {
+        conn.pragma_update(None, "max_page_count", pages)
+            .map_err(storage)?;
+    }
+    Ok(conn)
+}
+
+impl SqliteLog {
+    /// Opens (creating when needed) the log at `path` and starts its writer thread.
+    pub fn open(path: impl AsRef<Path>, options: SqliteLogOptions) -> Result<Self, LogError> {
+        let path = path.as_ref().to_path_buf();
+        let write_conn = open_connection(&path, &options)?;
+        write_conn.execute_batch(SCHEMA).map_err(storage)?;
+        let reader = open_connection(&path, &options)?;
+        let (sender, receiver) = mpsc::channel::<AppendJob>(4096);
+        let writer = std::thread::Builder::new()
+            .name("sluice-log-writer".into())
+            .spawn(move || Writer::new(write_conn, options).run(receiver))
+            .map_err(|e| LogError::Storage(e.to_string()))?;
+        Ok(Self {
+            path,
+            jobs: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The SQLite `synchronous` level the log runs with (2 = FULL, 0 = OFF), read back from the
+    /// database; asserted by tests so "fsync" cannot silently become a no-op.
+    pub fn synchronous_level(&self) -> Result<i64, LogError> {
+        // The writer and the reader are opened with the same options, so they share the level.
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+            .map_err(storage)
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            work(&conn).map_err(storage)
+        })
+        .await
+        .map_err(|e| LogError::Storage(e.to_string()))?
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    options: SqliteLogOptions,
+}
+
+impl Writer {
+    fn new(conn: Connection, options: SqliteLogOptions) -> Self {
+        Self { conn, options }
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<AppendJob>) {
+        while let Some(first) = receiver.blocking_recv() {
+            let mut group = vec![first];
+            let mut events = group[0].request.accepted.len();
+            while events < self.options.max_group_events {
+                match receiver.try_recv() {
+                    Ok(job) => {
+                        events += job.request.accepted.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        tracing::debug!("log writer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<AppendJob>) {
+        let result = self.write_group(&group);
+        match result {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, requests = group.len(), "log append failed; nothing of this group was kept");
+                let message = error.to_string();
+                let unavailable = matches!(error, LogError::Unavailable(_));
+                for job in group {
+                    let error = if unavailable {
+                        LogError::Unavailable(message.clone())
+                    } else {
+                        LogError::Storage(message.clone())
+                    };
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: &[AppendJob]) -> Result<Vec<AppendOutcome>, LogError> {
+        let dedupe_window = chrono::Duration::from_std(self.options.dedupe_window).unwrap_or(chrono::Duration::MAX);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(storage)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut added_bytes: i64 = 0;
+        {
+            let mut find_dup = tx
+                .prepare_cached("SELECT seq, received_at FROM dedupe WHERE source_id = ?1 AND message_id = ?2")
+                .map_err(storage)?;
+            let mut insert_event = tx
+                .prepare_cached("INSERT INTO events (source_id, received_at, payload) VALUES (?1, ?2, ?3)")
+                .map_err(storage)?;
+            let mut upsert_dedupe = tx
+                .prepare_cached(
+                    "INSERT INTO dedupe (source_id, message_id, seq, received_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (source_id, message_id) DO UPDATE SET seq = excluded.seq, received_at = excluded.received_at",
+                )
+                .map_err(storage)?;
+            let mut insert_rejected = tx
+                .prepare_cached(
+                    "INSERT INTO rejected_events (source_id, received_at, batch_index, code, message, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(storage)?;
+            for job in group {
+                let request = &job.request;
+                let received_at = millis(request.received_at);
+                let window_start = millis(request.received_at - dedupe_window);
+                let mut admissions = Vec::with_capacity(request.accepted.len());
+                for event in &request.accepted {
+                    let message_id = event.message_id();
+                    let existing: Option<(i64, i64)> = find_dup
+                        .query_row(params![request.source_id, message_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                        .map_err(storage)?;
+                    if let Some((seq, seen_at)) = existing {
+                        if seen_at >= window_start {
+                            admissions.push(Admission::Duplicate(seq as u64));
+                            continue;
+                        }
+                    }
+                    let payload = event.to_json();
+                    added_bytes += payload.len() as i64;
+                    insert_event
+                        .execute(params![request.source_id, received_at, payload])
+                        .map_err(storage)?;
+                    let seq = tx.last_insert_rowid();
+                    upsert_dedupe
+                        .execute(params![request.source_id, message_id, seq, received_at])
+                        .map_err(storage)?;
+                    admissions.push(Admission::Appended(seq as u64));
+                }
+                for rejected in &request.rejected {
+                    insert_rejected
+                        .execute(params![
+                            request.source_id,
+                            received_at,
+                            rejected.index as i64,
+                            rejected.code,
+                            rejected.message,
+                            rejected.payload
+                        ])
+                        .map_err(storage)?;
+                }
+                outcomes.push(AppendOutcome { admissions });
+            }
+            if added_bytes > 0 {
+                tx.execute("UPDATE log_meta SET value = value + ?1 WHERE key = 'bytes'", [added_bytes])
+                    .map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)?;
+        Ok(outcomes)
+    }
+}
+
+fn stored_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, rusqlite::Error> {
+    let payload: String = row.get(3)?;
+    let fields = serde_json::from_str(&payload).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(StoredEvent {
+        seq: row.get::<_, i64>(0)? as u64,
+        source_id: row.get(1)?,
+        received_at: from_millis(row.get(2)?),
+        event: Event::from_normalised(fields),
+    })
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LogError> {
+        let sender = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(LogError::Closed)?;
+        let (reply, receiver) = oneshot::channel();
+        sender
+            .send(AppendJob { request, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        receiver.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, source_id, received_at, payload FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![from_seq as i64, max as i64], stored_event)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn recent(
+        &self,
+        source_id: &str,
+        limit: usize,
+        after_seq: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, LogError> {
+        let source_id = source_id.to_owned();
+        let after = after_seq.map_or(0, |s| s as i64);
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, source_id, received_at, payload FROM events
+                 WHERE source_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![source_id, after, limit as i64], stored_event)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn recent_rejected(
+        &self,
+        source_id: &str,
+        limit: usize,
+    ) -> Result<Vec<RejectedEvent>, LogError> {
+        let source_id = source_id.to_owned();
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT source_id, received_at, batch_index, code, message, payload FROM rejected_events
+                 WHERE source_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![source_id, limit as i64], |row| {
+                Ok(RejectedEvent {
+                    source_id: row.get(0)?,
+                    received_at: from_millis(row.get(1)?),
+                    index: row.get::<_, i64>(2)? as usize,
+                    code: row.get(3)?,
+                    message: row.get(4)?,
+                    payload: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<LogStats, LogError> {
+        self.with_reader(|conn| {
+            let (first, last): (Option<i64>, Option<i64>) =
+                conn.query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let events = match (first, last) {
+                (Some(_), Some(_)) => conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get::<_, i64>(0))?,
+                _ => 0,
+            };
+            let bytes: i64 = conn.query_row("SELECT value FROM log_meta WHERE key = 'bytes'", [], |row| row.get(0))?;
+            Ok(LogStats {
+                events: events as u64,
+                bytes: bytes.max(0) as u64,
+                first_seq: first.map(|s| s as u64),
+                last_seq: last.map(|s| s as u64),
+            })
+        })
+        .await
+    }
+
+    async fn retention_point(
+        &self,
+        policy: &RetentionPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, LogError> {
+        if policy.max_age.is_none() && policy.max_bytes.is_none() {
+            return Ok(None);
+        }
+        let age_cutoff = policy
+            .max_age
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .map(|age| millis(now - age));
+        let max_bytes = policy.max_bytes;
+        self.with_reader(move |conn| {
+            let total: i64 = conn.query_row("SELECT value FROM log_meta WHERE key = 'bytes'", [], |row| row.get(0))?;
+            let mut excess_bytes = max_bytes.map_or(0, |max| (total.max(0) as u64).saturating_sub(max));
+            // Walk from the oldest event until one is young enough and the rest fits.
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, received_at, length(payload) FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1000",
+            )?;
+            let mut from: i64 = 0;
+            let mut point: Option<u64> = None;
+            loop {
+                let rows: Vec<(i64, i64, i64)> = stmt
+                    .query_map([from], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                if rows.is_empty() {
+                    // Every event is past the policy.
+                    return Ok(point);
+                }
+                for (seq, received_at, len) in rows {
+                    let too_old = age_cutoff.is_some_and(|cutoff| received_at < cutoff);
+                    if !too_old && excess_bytes == 0 {
+                        return Ok(point.map(|_| seq as u64));
+                    }
+                    excess_bytes = excess_bytes.saturating_sub(len.max(0) as u64);
+                    point = Some(seq as u64 + 1);
+                    from = seq + 1;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn trim(&self, below_seq: u64) -> Result<u64, LogError> {
+        // Deletes go through the reader connection in short IMMEDIATE transactions, so the
+        // group-commit writer waits (busy timeout) at most one chunk.
+        self.with_reader(move |conn| {
+            let mut deleted_total = 0u64;
+            loop {
+                let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+                let chunk_end: Option<i64> = tx.query_row(
+                    "SELECT seq FROM events WHERE seq < ?1 ORDER BY seq LIMIT 1 OFFSET 9999",
+                    [below_seq as i64],
+                    |row| row.get(0),
+                ).optional()?;
+                let upper = chunk_end.map_or(below_seq as i64, |seq| seq + 1);
+                let freed: i64 = tx.query_row(
+                    "SELECT COALESCE(SUM(length(payload)), 0) FROM events WHERE seq < ?1",
+                    [upper],
+                    |row| row.get(0),
+                )?;
+                let deleted = tx.execute("DELETE FROM events WHERE seq < ?1", [upper])?;
+                tx.execute("UPDATE log_meta SET value = MAX(value - ?1, 0) WHERE key = 'bytes'", [freed])?;
+                tx.commit()?;
+                deleted_total += deleted as u64;
+                if chunk_end.is_none() || deleted == 0 {
+                    return Ok(deleted_total);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn expire(
+        &self,
+        dedupe_before: DateTime<Utc>,
+        rejected_before: DateTime<Utc>,
+    ) -> Result<(), LogError> {
+        self.with_reader(move |conn| {
+            conn.execute("DELETE FROM dedupe WHERE received_at < ?1", [millis(dedupe_before)])?;
+            conn.execute("DELETE FROM rejected_events WHERE received_at < ?1", [millis(rejected_before)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        // Dropping the sender lets the writer drain what is queued and stop.
+        let sender = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(sender);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
