@@ -1,1 +1,13 @@
-//! placeholder
+//! The control plane.
+//!
+//! This crate owns the admin REST API under `/api/v1/*` (and, later, the dashboard): managing
+//! sources and their write keys, and reading back what arrived. Every route requires the admin
+//! token, compared in constant time. It changes state only through the [`sluice_store::Store`]
+//! and reads events only through the [`sluice_log::EventLog`]; it never writes events and never
+//! shows a secret other than a source's own write key to the admin.
+
+mod admin;
+mod error;
+
+pub use admin::{routes, AdminState};
+pub use error::AdminError;

@@ -1,1 +1,91 @@
-//! placeholder
+//! Control-plane state.
+//!
+//! This crate owns the [`Store`] trait and its backends: sources and their write keys today,
+//! destination configurations, cursors, held events, retry schedules and dead letters as the
+//! router arrives. It holds no events (those are the log's) and knows nothing about HTTP.
+//! Methods are named after use cases; there is no generic query API.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What kind of client a source collects from; it decides nothing yet but the snippet shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Web,
+    #[default]
+    Server,
+    Mobile,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub id: String,
+    pub name: String,
+    pub kind: SourceKind,
+    pub write_key: String,
+    #[serde(serialize_with = "sluice_core::time::serialize")]
+    pub created_at: DateTime<Utc>,
+    /// Requests per second this source may send; `None` = unlimited.
+    pub rate_limit_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSource {
+    pub name: String,
+    pub kind: SourceKind,
+    pub rate_limit_per_second: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("a {what} named `{name}` already exists")]
+    Conflict { what: &'static str, name: String },
+    #[error("store error: {0}")]
+    Storage(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_source(&self, new: NewSource) -> Result<Source, StoreError>;
+    async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError>;
+    /// The source a write key belongs to. Called on every collection request; must be cheap.
+    async fn source_by_write_key(&self, write_key: &str) -> Result<Option<Source>, StoreError>;
+    async fn update_source(
+        &self,
+        id: &str,
+        name: Option<String>,
+        rate_limit_per_second: Option<Option<u32>>,
+    ) -> Result<Source, StoreError>;
+    async fn delete_source(&self, id: &str) -> Result<(), StoreError>;
+    /// Gives the source a new write key; the old one stops working at once.
+    async fn rotate_write_key(&self, id: &str) -> Result<Source, StoreError>;
+
+    /// Records that a destination has passed every event up to and including `seq`.
+    async fn set_destination_cursor(&self, destination_id: &str, seq: u64) -> Result<(), StoreError>;
+    async fn remove_destination_cursor(&self, destination_id: &str) -> Result<(), StoreError>;
+    /// The lowest cursor over every destination that exists, enabled or paused: retention must
+    /// not delete anything above it.
+    async fn lowest_destination_cursor(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Whether the storage answers (for readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A fresh write key: 32 random hex characters.
+pub fn new_write_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A fresh source id.
+pub fn new_source_id() -> String {
+    format!("src_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}

@@ -1,0 +1,190 @@
+//! `/api/v1/*`: sources and the events that arrived.
+
+use crate::error::AdminError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sluice_log::{EventLog, RejectedEvent, StoredEvent};
+use sluice_store::{NewSource, Source, SourceKind, Store};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub log: Arc<dyn EventLog>,
+    pub admin_token: Arc<str>,
+}
+
+pub fn routes(state: AdminState) -> Router {
+    Router::new()
+        .route("/api/v1/sources", post(create_source).get(list_sources))
+        .route("/api/v1/sources/{id}", get(show_source).patch(update_source).delete(delete_source))
+        .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
+        .route("/api/v1/sources/{id}/events", get(source_events))
+        .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .with_state(state)
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_admin(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => next.run(request).await,
+        _ => AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send the admin token as `Authorization: Bearer <token>` (it is in DATA_DIR/admin-token)",
+        )
+        .into_response(),
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
+    body.map(|Json(value)| value).map_err(|e| {
+        AdminError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not the expected JSON: {}", e.body_text()))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSource {
+    name: Option<String>,
+    kind: Option<String>,
+    rate_limit_per_second: Option<u32>,
+}
+
+fn valid_name(name: Option<String>) -> Result<String, AdminError> {
+    let name = name.unwrap_or_default().trim().to_owned();
+    if name.is_empty() || name.len() > 100 {
+        return Err(AdminError::invalid("name", "`name` is required: 1 to 100 characters"));
+    }
+    Ok(name)
+}
+
+fn valid_kind(kind: Option<String>) -> Result<SourceKind, AdminError> {
+    match kind.as_deref() {
+        None | Some("server") => Ok(SourceKind::Server),
+        Some("web") => Ok(SourceKind::Web),
+        Some("mobile") => Ok(SourceKind::Mobile),
+        Some(_) => Err(AdminError::invalid("kind", "`kind` must be one of web, server, mobile")),
+    }
+}
+
+async fn create_source(
+    State(state): State<AdminState>,
+    body: Result<Json<CreateSource>, JsonRejection>,
+) -> Result<(StatusCode, Json<Source>), AdminError> {
+    let body = json_body(body)?;
+    let new = NewSource {
+        name: valid_name(body.name)?,
+        kind: valid_kind(body.kind)?,
+        rate_limit_per_second: body.rate_limit_per_second.filter(|r| *r > 0),
+    };
+    let source = state.store.create_source(new).await?;
+    tracing::info!(source_id = %source.id, name = %source.name, "source created");
+    Ok((StatusCode::CREATED, Json(source)))
+}
+
+#[derive(Serialize)]
+struct SourceList {
+    sources: Vec<Source>,
+}
+
+async fn list_sources(State(state): State<AdminState>) -> Result<Json<SourceList>, AdminError> {
+    Ok(Json(SourceList { sources: state.store.list_sources().await? }))
+}
+
+async fn find_source(state: &AdminState, id: &str) -> Result<Source, AdminError> {
+    state
+        .store
+        .source(id)
+        .await?
+        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, "not_found", format!("no source with id `{id}`")))
+}
+
+async fn show_source(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Source>, AdminError> {
+    Ok(Json(find_source(&state, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateSource {
+    name: Option<String>,
+    /// `0` removes the limit.
+    rate_limit_per_second: Option<u32>,
+}
+
+async fn update_source(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateSource>, JsonRejection>,
+) -> Result<Json<Source>, AdminError> {
+    let body = json_body(body)?;
+    let name = match body.name {
+        Some(name) => Some(valid_name(Some(name))?),
+        None => None,
+    };
+    let rate = body.rate_limit_per_second.map(|r| Some(r).filter(|r| *r > 0));
+    Ok(Json(state.store.update_source(&id, name, rate).await?))
+}
+
+async fn delete_source(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, AdminError> {
+    state.store.delete_source(&id).await?;
+    tracing::info!(source_id = %id, "source deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_key(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Source>, AdminError> {
+    let source = state.store.rotate_write_key(&id).await?;
+    tracing::info!(source_id = %id, "write key rotated");
+    Ok(Json(source))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+    /// Only events with a sequence number above this one (for tailing).
+    after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct EventsPage {
+    events: Vec<StoredEvent>,
+    rejected: Vec<RejectedEvent>,
+}
+
+const MAX_EVENTS_PAGE: usize = 1000;
+
+async fn source_events(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventsPage>, AdminError> {
+    let Query(query) = query.map_err(|e| AdminError::invalid("limit", e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_EVENTS_PAGE {
+        return Err(AdminError::invalid("limit", format!("`limit` must be between 1 and {MAX_EVENTS_PAGE}")));
+    }
+    let source = find_source(&state, &id).await?;
+    let events = state.log.recent(&source.id, limit, query.after).await?;
+    let rejected = state.log.recent_rejected(&source.id, limit).await?;
+    Ok(Json(EventsPage { events, rejected }))
+}

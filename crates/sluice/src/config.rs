@@ -1,0 +1,217 @@
+//! Configuration: defaults, then a TOML file, then `SLUICE_*` environment variables, then flags.
+//! Every key has an environment form: the key path joined by `_`, upper-cased, after `SLUICE_`
+//! (`log.durability` → `SLUICE_LOG_DURABILITY`).
+
+use crate::duration::parse_duration;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sluice_log::Durability;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Folder holding the embedded databases and the generated admin token.
+    pub data_dir: PathBuf,
+    /// Admin API token; generated into `DATA_DIR/admin-token` when empty.
+    pub admin_token: String,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    pub log: LogSection,
+    pub collector: CollectorSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `fsync` (acknowledge only what is on disk) or `none` (leave flushing to the OS).
+    pub durability: Durability,
+    /// Delete events older than this (`0` = keep forever), never above a destination's cursor.
+    pub retention_max_age: String,
+    /// Keep at most this many bytes of events (`0` = no cap), never above a destination's cursor.
+    pub retention_max_bytes: u64,
+    /// How often retention runs.
+    pub retention_interval: String,
+    /// How long rejected events stay visible in the events API.
+    pub rejected_max_age: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorSection {
+    /// A repeated `(source, messageId)` within this window is stored once.
+    pub dedupe_window: String,
+    /// Longest time to receive a request body and answer.
+    pub request_timeout: String,
+    /// Longest time to receive a request's headers.
+    pub header_timeout: String,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges).
+    pub trusted_proxies: Vec<String>,
+    /// Default requests per second per source (`0` = unlimited); a source may set its own.
+    pub rate_limit_per_second: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./sluice-data"),
+            admin_token: String::new(),
+            log_format: "text".into(),
+            log: LogSection::default(),
+            collector: CollectorSection::default(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            retention_max_age: "7d".into(),
+            retention_max_bytes: 0,
+            retention_interval: "60s".into(),
+            rejected_max_age: "7d".into(),
+        }
+    }
+}
+
+impl Default for CollectorSection {
+    fn default() -> Self {
+        Self {
+            dedupe_window: "24h".into(),
+            request_timeout: "30s".into(),
+            header_timeout: "10s".into(),
+            max_header_bytes: 65_536,
+            trusted_proxies: Vec::new(),
+            rate_limit_per_second: 0,
+        }
+    }
+}
+
+/// Parsed durations, checked once at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    pub retention_max_age: Option<Duration>,
+    pub retention_interval: Duration,
+    pub rejected_max_age: Duration,
+    pub dedupe_window: Duration,
+    pub request_timeout: Duration,
+    pub header_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults, overlaid with the file (when given) and the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut table = toml::Table::try_from(Config::default()).context("default config")?;
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the config file {}", file.display()))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", file.display()))?;
+            merge(&mut table, from_file);
+        }
+        overlay_env(&mut table, "SLUICE", &|name| std::env::var(name).ok());
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration (file or SLUICE_* environment)")?;
+        config.durations()?;
+        Ok(config)
+    }
+
+    pub fn durations(&self) -> anyhow::Result<Durations> {
+        let parse = |key: &str, value: &str| parse_duration(value).map_err(|e| anyhow::anyhow!("{key}: {e}"));
+        let max_age = parse("log.retention_max_age", &self.log.retention_max_age)?;
+        let durations = Durations {
+            retention_max_age: (!max_age.is_zero()).then_some(max_age),
+            retention_interval: parse("log.retention_interval", &self.log.retention_interval)?,
+            rejected_max_age: parse("log.rejected_max_age", &self.log.rejected_max_age)?,
+            dedupe_window: parse("collector.dedupe_window", &self.collector.dedupe_window)?,
+            request_timeout: parse("collector.request_timeout", &self.collector.request_timeout)?,
+            header_timeout: parse("collector.header_timeout", &self.collector.header_timeout)?,
+        };
+        if durations.retention_interval.is_zero() {
+            bail!("log.retention_interval must be more than 0");
+        }
+        if durations.request_timeout.is_zero() || durations.header_timeout.is_zero() {
+            bail!("collector.request_timeout and collector.header_timeout must be more than 0");
+        }
+        Ok(durations)
+    }
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => merge(existing, incoming),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets every key whose `PREFIX_KEY_PATH` variable is present. Values are read as TOML
+/// literals when they parse as the key's type, else as strings; arrays also take `a,b,c`.
+fn overlay_env(table: &mut toml::Table, prefix: &str, lookup: &dyn Fn(&str) -> Option<String>) {
+    for (key, value) in table.iter_mut() {
+        let name = format!("{prefix}_{}", key.to_ascii_uppercase());
+        if let toml::Value::Table(inner) = value {
+            overlay_env(inner, &name, lookup);
+            continue;
+        }
+        let Some(raw) = lookup(&name) else { continue };
+        let literal = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|parsed| parsed.same_type(value));
+        *value = match (literal, &*value) {
+            (Some(parsed), _) => parsed,
+            (None, toml::Value::Array(_)) => toml::Value::Array(
+                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+            ),
+            (None, _) => toml::Value::String(raw),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let mut table = toml::Table::try_from(Config::default()).unwrap();
+        merge(&mut table, toml::from_str("listen = \"0.0.0.0:9000\"\n[log]\nretention_max_bytes = 10\n").unwrap());
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("SLUICE_LOG_DURABILITY", "none"),
+            ("SLUICE_COLLECTOR_RATE_LIMIT_PER_SECOND", "50"),
+            ("SLUICE_COLLECTOR_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ("SLUICE_DATA_DIR", "/var/lib/sluice"),
+        ]);
+        overlay_env(&mut table, "SLUICE", &|name| env.get(name).map(|v| v.to_string()));
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.log.retention_max_bytes, 10);
+        assert_eq!(config.log.durability, Durability::None);
+        assert_eq!(config.collector.rate_limit_per_second, 50);
+        assert_eq!(config.collector.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/sluice"));
+        assert_eq!(config.collector.dedupe_window, "24h");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_durations_are_refused() {
+        let table: toml::Table = toml::from_str("[log]\nretention = 5\n").unwrap();
+        assert!(toml::Value::Table(table).try_into::<Config>().is_err());
+        let mut config = Config::default();
+        config.collector.dedupe_window = "a day".into();
+        assert!(config.durations().is_err());
+    }
+}
