@@ -1,0 +1,127 @@
+//! Test harness: a real server on an ephemeral port with a manual clock and a temp data folder.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use sluice::{Config, RunningServer};
+use sluice_core::ManualClock;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).single().expect("date")
+}
+
+pub struct TestApp {
+    pub server: RunningServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+pub fn test_config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".into();
+    config.data_dir = dir.path().to_path_buf();
+    config.admin_token = TOKEN.into();
+    config.log.durability = sluice_log::Durability::None;
+    config
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    start_in(dir, config).await
+}
+
+pub async fn start_in(dir: Arc<tempfile::TempDir>, config: Config) -> TestApp {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let server = sluice::start(config.clone(), clock.clone()).await.expect("start");
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    TestApp { server, base, http, clock, config, dir }
+}
+
+pub struct SourceInfo {
+    pub id: String,
+    pub write_key: String,
+}
+
+impl TestApp {
+    pub async fn restart(self) -> TestApp {
+        let TestApp { server, dir, config, .. } = self;
+        server.shutdown().await;
+        start_in(dir, config).await
+    }
+
+    pub async fn create_source(&self, name: &str) -> SourceInfo {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/sources", self.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"name": name, "kind": "server"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("json");
+        SourceInfo {
+            id: body["id"].as_str().expect("id").into(),
+            write_key: body["write_key"].as_str().expect("key").into(),
+        }
+    }
+
+    /// Stored events of a source, oldest first.
+    pub async fn events(&self, source: &SourceInfo) -> Vec<Value> {
+        let page = self.events_page(source).await;
+        let mut events: Vec<Value> = page["events"].as_array().expect("events").clone();
+        events.reverse();
+        events.into_iter().map(|e| e["event"].clone()).collect()
+    }
+
+    pub async fn events_page(&self, source: &SourceInfo) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/sources/{}/events?limit=1000", self.base, source.id))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    /// POSTs `body` to `path` with Basic auth for `key`.
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(key, Some(""))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send")
+    }
+}
+
+/// Asserts the `/v1` error shape: JSON with `code` and `message`, and CORS headers.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    assert!(
+        response.headers().contains_key("access-control-allow-origin"),
+        "error {status} without CORS headers"
+    );
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body
+}
