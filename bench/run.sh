@@ -54,9 +54,15 @@ done
 # ---------------------------------------------------------------- cleanup ---
 SERVER_PID=""
 SAMPLER_PID=""
+LOADGEN_PID=""
+TAIL_PID=""
 DATA_DIRS=()
 cleanup() {
     local rc=$?
+    local pid
+    for pid in "$LOADGEN_PID" "$TAIL_PID"; do
+        [[ -n "$pid" ]] && { kill "$pid" 2>/dev/null || true; }
+    done
     if [[ -n "$SAMPLER_PID" ]]; then
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
@@ -151,7 +157,7 @@ start_server() {
     port_in_use "$PORT" && die "port $PORT is already in use"
     TOKEN=$(random_token)
     log "starting sluice (durability=$durability) on 127.0.0.1:$PORT, data in $data_dir"
-    SLUICE_ADMIN_TOKEN="$TOKEN" SLUICE_LOG_DURABILITY="$durability" \
+    NO_COLOR=1 SLUICE_ADMIN_TOKEN="$TOKEN" SLUICE_LOG_DURABILITY="$durability" \
         "${PIN_SERVER[@]}" "$SERVER_BIN" serve --data-dir "$data_dir" --listen "127.0.0.1:$PORT" \
         >"$logfile" 2>&1 &
     SERVER_PID=$!
@@ -219,21 +225,29 @@ for durability in $DURABILITIES; do
 
         rss_sampler "$SERVER_PID" "$rss_file" &
         SAMPLER_PID=$!
-        set +e
-        "${PIN_LOADGEN[@]}" "$LOADGEN_BIN" \
-            --url "http://127.0.0.1:$PORT" --write-key "$WRITE_KEY" \
+        # In the background + wait, so that a signal to this script is acted
+        # on at once (the trap kills the load generator and the server).
+        lg_log="$OUT/loadgen-$name.log"
+        SLUICE_WRITE_KEY="$WRITE_KEY" "${PIN_LOADGEN[@]}" "$LOADGEN_BIN" \
+            --url "http://127.0.0.1:$PORT" \
             --mode "$mode" --connections "$conns" --batch-size "$BATCH_SIZE" \
             --event-bytes "$EVENT_BYTES" --warmup "$WARMUP" --duration "$DURATION" \
-            2>&1 | tee "$OUT/loadgen-$name.log"
-        lg_rc=${PIPESTATUS[0]}
-        set -e
+            >"$lg_log" 2>&1 &
+        LOADGEN_PID=$!
+        tail -n +1 -f --pid="$LOADGEN_PID" "$lg_log" &
+        TAIL_PID=$!
+        lg_rc=0
+        wait "$LOADGEN_PID" || lg_rc=$?
+        LOADGEN_PID=""
+        wait "$TAIL_PID" || true
+        TAIL_PID=""
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
         SAMPLER_PID=""
 
         rss_max_kb=$(awk 'BEGIN {m = 0} $1 > m {m = $1} END {print m}' "$rss_file")
         hwm_kb=$(awk 'BEGIN {m = 0} $2 > m {m = $2} END {print m}' "$rss_file")
-        json=$(grep '^{' "$OUT/loadgen-$name.log" | tail -n1 || true)
+        json=$(grep '^{' "$lg_log" | tail -n1 || true)
         server_alive=true
         kill -0 "$SERVER_PID" 2>/dev/null || server_alive=false
         if [[ -z "$json" ]]; then

@@ -711,7 +711,7 @@ impl Summary {
             "events": self.events,
             "errors": self.errors,
             "non_2xx": self.non_2xx,
-            "duration_s": round2(self.duration_s),
+            "duration_s": (self.duration_s * 1000.0).round() / 1000.0,
             "requests_per_s": round2(self.requests_per_s),
             "events_per_s": round2(self.events_per_s),
             "p50_ms": ms(self.p50),
