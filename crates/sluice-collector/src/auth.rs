@@ -49,7 +49,11 @@ mod tests {
         for credentials in [format!("{key}:"), key.to_owned()] {
             for engine in [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
                 let header = format!("Basic {}", engine.encode(&credentials));
-                assert_eq!(write_key_from_header(Some(&header)), HeaderKey::Key(key.into()), "{header}");
+                assert_eq!(
+                    write_key_from_header(Some(&header)),
+                    HeaderKey::Key(key.into()),
+                    "{header}"
+                );
             }
         }
         assert_eq!(
@@ -62,8 +66,14 @@ mod tests {
     fn bearer_and_absent_defer_to_the_body_and_garbage_is_malformed() {
         assert_eq!(write_key_from_header(None), HeaderKey::Absent);
         assert_eq!(write_key_from_header(Some("Bearer abc")), HeaderKey::Absent);
-        assert_eq!(write_key_from_header(Some("Basic !!!")), HeaderKey::Malformed);
-        assert_eq!(write_key_from_header(Some("Basic Og==")), HeaderKey::Malformed);
+        assert_eq!(
+            write_key_from_header(Some("Basic !!!")),
+            HeaderKey::Malformed
+        );
+        assert_eq!(
+            write_key_from_header(Some("Basic Og==")),
+            HeaderKey::Malformed
+        );
         assert_eq!(write_key_from_header(Some("garbage")), HeaderKey::Malformed);
     }
 }

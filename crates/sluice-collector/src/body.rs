@@ -73,8 +73,13 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
         "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&wire[..]), limit, "gzip"),
         "deflate" => {
             // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
-            inflate(flate2::read::ZlibDecoder::new(&wire[..]), limit, "deflate")
-                .or_else(|_| inflate(flate2::read::DeflateDecoder::new(&wire[..]), limit, "deflate"))
+            inflate(flate2::read::ZlibDecoder::new(&wire[..]), limit, "deflate").or_else(|_| {
+                inflate(
+                    flate2::read::DeflateDecoder::new(&wire[..]),
+                    limit,
+                    "deflate",
+                )
+            })
         }
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

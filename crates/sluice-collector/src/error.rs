@@ -61,7 +61,10 @@ impl IntoResponse for ApiError {
         .unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(seconds) = self.retry_after {
             let value = HeaderValue::from(seconds);
             headers.insert(header::RETRY_AFTER, value.clone());

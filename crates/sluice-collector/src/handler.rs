@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use serde::Serialize;
-use sluice_core::{parse_batch, parse_single, Clock, EventType, IngestContext, Limits, ParsedRequest};
+use sluice_core::{
+    parse_batch, parse_single, Clock, EventType, IngestContext, Limits, ParsedRequest,
+};
 use sluice_log::{AppendRequest, EventLog, LogError};
 use sluice_store::Store;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -133,16 +135,25 @@ struct Success {
 }
 
 fn success(rejected: Vec<RejectedItem>) -> Response {
-    let body = serde_json::to_vec(&Success { success: true, rejected }).unwrap_or_default();
+    let body = serde_json::to_vec(&Success {
+        success: true,
+        rejected,
+    })
+    .unwrap_or_default();
     let mut response = (StatusCode::OK, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 impl Collector {
-    async fn dispatch(&self, endpoint: Option<Endpoint>, request: Request) -> Result<Response, ApiError> {
+    async fn dispatch(
+        &self,
+        endpoint: Option<Endpoint>,
+        request: Request,
+    ) -> Result<Response, ApiError> {
         let Some(endpoint) = endpoint else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -157,13 +168,20 @@ impl Collector {
             let mut error = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("{} is not allowed here; send events with POST", request.method()),
+                format!(
+                    "{} is not allowed here; send events with POST",
+                    request.method()
+                ),
             )
             .into_response();
-            error.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+            error
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
             return Ok(error);
         }
-        match tokio::time::timeout(self.config.request_timeout, self.collect(endpoint, request)).await {
+        match tokio::time::timeout(self.config.request_timeout, self.collect(endpoint, request))
+            .await
+        {
             Ok(result) => result,
             Err(_) => Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -191,7 +209,11 @@ impl Collector {
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
         let ctx = IngestContext {
             received_at: self.clock.now(),
-            client_ip: Some(client_ip(peer, &parts.headers, &self.config.trusted_proxies)),
+            client_ip: Some(client_ip(
+                peer,
+                &parts.headers,
+                &self.config.trusted_proxies,
+            )),
             limits,
         };
         let parsed = match endpoint {
@@ -201,7 +223,10 @@ impl Collector {
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
 
         let source = self.authenticate(&parts.headers, &parsed).await?;
-        if let Some(rate) = source.rate_limit_per_second.or(self.config.default_rate_limit_per_second) {
+        if let Some(rate) = source
+            .rate_limit_per_second
+            .or(self.config.default_rate_limit_per_second)
+        {
             if let Err(wait) = self.limiter.check(&source.id, rate, ctx.received_at) {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -219,7 +244,9 @@ impl Collector {
         headers: &axum::http::HeaderMap,
         parsed: &ParsedRequest,
     ) -> Result<sluice_store::Source, ApiError> {
-        let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let key = match write_key_from_header(header) {
             HeaderKey::Key(key) => key,
             HeaderKey::Malformed => {
@@ -246,7 +273,12 @@ impl Collector {
             )),
             Err(e) => {
                 tracing::error!(error = %e, "write key lookup failed");
-                Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "sources cannot be read right now; retry").retry_after(5))
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "sources cannot be read right now; retry",
+                )
+                .retry_after(5))
             }
         }
     }
@@ -260,12 +292,19 @@ impl Collector {
     ) -> Result<Response, ApiError> {
         let label = endpoint.label();
         if parsed.accepted.is_empty() && parsed.rejected.is_empty() {
-            return Err(ApiError::bad_request("empty_batch", "the batch holds no events"));
+            return Err(ApiError::bad_request(
+                "empty_batch",
+                "the batch holds no events",
+            ));
         }
         let rejected: Vec<RejectedItem> = parsed
             .rejected
             .iter()
-            .map(|r| RejectedItem { index: r.index, code: r.code, message: r.message.clone() })
+            .map(|r| RejectedItem {
+                index: r.index,
+                code: r.code,
+                message: r.message.clone(),
+            })
             .collect();
         let accepted_count = parsed.accepted.len();
         let rejected_count = rejected.len();
@@ -281,25 +320,36 @@ impl Collector {
             .await;
         metrics::histogram!("sluice_log_append_seconds").record(started.elapsed().as_secs_f64());
         let outcome = outcome.map_err(|e| match e {
-            LogError::Unavailable(_) | LogError::Closed => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{e}; nothing was stored, retry later"))
-                    .retry_after(5)
-            }
+            LogError::Unavailable(_) | LogError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{e}; nothing was stored, retry later"),
+            )
+            .retry_after(5),
             LogError::Storage(_) => {
                 tracing::error!(error = %e, "log append failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the events could not be stored; nothing was kept, retry later")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the events could not be stored; nothing was kept, retry later",
+                )
             }
         })?;
         let duplicates = outcome.duplicates();
         metrics::counter!("sluice_events_total", "endpoint" => label, "outcome" => "accepted")
             .increment((accepted_count - duplicates) as u64);
-        metrics::counter!("sluice_events_total", "endpoint" => label, "outcome" => "duplicate").increment(duplicates as u64);
-        metrics::counter!("sluice_events_total", "endpoint" => label, "outcome" => "rejected").increment(rejected_count as u64);
+        metrics::counter!("sluice_events_total", "endpoint" => label, "outcome" => "duplicate")
+            .increment(duplicates as u64);
+        metrics::counter!("sluice_events_total", "endpoint" => label, "outcome" => "rejected")
+            .increment(rejected_count as u64);
 
         if accepted_count == 0 {
             let (code, message) = match (endpoint, rejected.first()) {
                 (Endpoint::Single(_), Some(only)) => (only.code, only.message.clone()),
-                _ => ("invalid_batch", format!("all {rejected_count} events were rejected; see `rejected`")),
+                _ => (
+                    "invalid_batch",
+                    format!("all {rejected_count} events were rejected; see `rejected`"),
+                ),
             };
             let mut error = ApiError::bad_request(code, message);
             error.rejected = rejected;

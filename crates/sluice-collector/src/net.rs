@@ -19,8 +19,9 @@ impl TrustedProxies {
                 Some((addr, bits)) => (addr, Some(bits)),
                 None => (entry.as_str(), None),
             };
-            let addr = IpAddr::from_str(addr.trim())
-                .map_err(|_| format!("trusted proxy `{entry}` is not an IP address or CIDR range"))?;
+            let addr = IpAddr::from_str(addr.trim()).map_err(|_| {
+                format!("trusted proxy `{entry}` is not an IP address or CIDR range")
+            })?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
             let bits = match bits {
                 Some(bits) => bits
@@ -28,7 +29,9 @@ impl TrustedProxies {
                     .parse::<u8>()
                     .ok()
                     .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("trusted proxy `{entry}` has an invalid prefix length"))?,
+                    .ok_or_else(|| {
+                        format!("trusted proxy `{entry}` has an invalid prefix length")
+                    })?,
                 None => max,
             };
             ranges.push((addr, bits));
@@ -38,7 +41,9 @@ impl TrustedProxies {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.ranges.iter().any(|(net, bits)| in_range(ip, canonical(*net), *bits))
+        self.ranges
+            .iter()
+            .any(|(net, bits)| in_range(ip, canonical(*net), *bits))
     }
 }
 
@@ -52,11 +57,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
 fn in_range(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits as u32)
+            };
             u32::from(ip) & mask == u32::from(net) & mask
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits as u32)
+            };
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
@@ -99,12 +112,25 @@ mod tests {
     fn forwarded_for_is_only_believed_from_trusted_proxies() {
         let trusted = TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into()]).expect("parse");
         let spoofed = headers("1.2.3.4");
-        assert_eq!(client_ip("203.0.113.9".parse().unwrap(), &spoofed, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        let chain = headers("1.2.3.4, 198.51.100.7, 10.1.1.1");
-        assert_eq!(client_ip("10.0.0.2".parse().unwrap(), &chain, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip("::1".parse().unwrap(), &headers("garbage"), &trusted), "::1".parse::<IpAddr>().unwrap());
         assert_eq!(
-            client_ip("::ffff:10.0.0.2".parse().unwrap(), &headers("198.51.100.7"), &trusted),
+            client_ip("203.0.113.9".parse().unwrap(), &spoofed, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        let chain = headers("1.2.3.4, 198.51.100.7, 10.1.1.1");
+        assert_eq!(
+            client_ip("10.0.0.2".parse().unwrap(), &chain, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("::1".parse().unwrap(), &headers("garbage"), &trusted),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(
+                "::ffff:10.0.0.2".parse().unwrap(),
+                &headers("198.51.100.7"),
+                &trusted
+            ),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
     }

@@ -21,8 +21,15 @@ impl RateLimiter {
     pub fn check(&self, source_id: &str, rate: u32, now: DateTime<Utc>) -> Result<(), u64> {
         let rate = f64::from(rate.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(source_id.to_owned()).or_insert(Bucket { tokens: rate, updated: now });
-        let elapsed = (now - bucket.updated).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        let bucket = buckets.entry(source_id.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            updated: now,
+        });
+        let elapsed = (now - bucket.updated)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0) as f64
+            / 1e6;
         bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -46,8 +53,15 @@ mod tests {
         assert!(limiter.check("s", 2, t0).is_ok());
         assert!(limiter.check("s", 2, t0).is_ok());
         assert_eq!(limiter.check("s", 2, t0), Err(1));
-        assert!(limiter.check("other", 2, t0).is_ok(), "sources are independent");
-        assert!(limiter.check("s", 2, t0 + Duration::milliseconds(500)).is_ok());
-        assert!(limiter.check("s", 2, t0 + Duration::milliseconds(500)).is_err());
+        assert!(
+            limiter.check("other", 2, t0).is_ok(),
+            "sources are independent"
+        );
+        assert!(limiter
+            .check("s", 2, t0 + Duration::milliseconds(500))
+            .is_ok());
+        assert!(limiter
+            .check("s", 2, t0 + Duration::milliseconds(500))
+            .is_err());
     }
 }

@@ -23,10 +23,15 @@ pub struct AdminState {
 pub fn routes(state: AdminState) -> Router {
     Router::new()
         .route("/api/v1/sources", post(create_source).get(list_sources))
-        .route("/api/v1/sources/{id}", get(show_source).patch(update_source).delete(delete_source))
+        .route(
+            "/api/v1/sources/{id}",
+            get(show_source).patch(update_source).delete(delete_source),
+        )
         .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
         .route("/api/v1/sources/{id}/events", get(source_events))
-        .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint") })
+        .fallback(|| async {
+            AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+        })
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)
 }
@@ -59,7 +64,11 @@ async fn require_admin(State(state): State<AdminState>, request: Request, next: 
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
     body.map(|Json(value)| value).map_err(|e| {
-        AdminError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not the expected JSON: {}", e.body_text()))
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not the expected JSON: {}", e.body_text()),
+        )
     })
 }
 
@@ -74,7 +83,10 @@ struct CreateSource {
 fn valid_name(name: Option<String>) -> Result<String, AdminError> {
     let name = name.unwrap_or_default().trim().to_owned();
     if name.is_empty() || name.len() > 100 {
-        return Err(AdminError::invalid("name", "`name` is required: 1 to 100 characters"));
+        return Err(AdminError::invalid(
+            "name",
+            "`name` is required: 1 to 100 characters",
+        ));
     }
     Ok(name)
 }
@@ -84,7 +96,10 @@ fn valid_kind(kind: Option<String>) -> Result<SourceKind, AdminError> {
         None | Some("server") => Ok(SourceKind::Server),
         Some("web") => Ok(SourceKind::Web),
         Some("mobile") => Ok(SourceKind::Mobile),
-        Some(_) => Err(AdminError::invalid("kind", "`kind` must be one of web, server, mobile")),
+        Some(_) => Err(AdminError::invalid(
+            "kind",
+            "`kind` must be one of web, server, mobile",
+        )),
     }
 }
 
@@ -109,18 +124,25 @@ struct SourceList {
 }
 
 async fn list_sources(State(state): State<AdminState>) -> Result<Json<SourceList>, AdminError> {
-    Ok(Json(SourceList { sources: state.store.list_sources().await? }))
+    Ok(Json(SourceList {
+        sources: state.store.list_sources().await?,
+    }))
 }
 
 async fn find_source(state: &AdminState, id: &str) -> Result<Source, AdminError> {
-    state
-        .store
-        .source(id)
-        .await?
-        .ok_or_else(|| AdminError::new(StatusCode::NOT_FOUND, "not_found", format!("no source with id `{id}`")))
+    state.store.source(id).await?.ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no source with id `{id}`"),
+        )
+    })
 }
 
-async fn show_source(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Source>, AdminError> {
+async fn show_source(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Source>, AdminError> {
     Ok(Json(find_source(&state, &id).await?))
 }
 
@@ -142,17 +164,25 @@ async fn update_source(
         Some(name) => Some(valid_name(Some(name))?),
         None => None,
     };
-    let rate = body.rate_limit_per_second.map(|r| Some(r).filter(|r| *r > 0));
+    let rate = body
+        .rate_limit_per_second
+        .map(|r| Some(r).filter(|r| *r > 0));
     Ok(Json(state.store.update_source(&id, name, rate).await?))
 }
 
-async fn delete_source(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, AdminError> {
+async fn delete_source(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
     state.store.delete_source(&id).await?;
     tracing::info!(source_id = %id, "source deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate_key(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Json<Source>, AdminError> {
+async fn rotate_key(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Source>, AdminError> {
     let source = state.store.rotate_write_key(&id).await?;
     tracing::info!(source_id = %id, "write key rotated");
     Ok(Json(source))
@@ -181,7 +211,10 @@ async fn source_events(
     let Query(query) = query.map_err(|e| AdminError::invalid("limit", e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_EVENTS_PAGE {
-        return Err(AdminError::invalid("limit", format!("`limit` must be between 1 and {MAX_EVENTS_PAGE}")));
+        return Err(AdminError::invalid(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_EVENTS_PAGE}"),
+        ));
     }
     let source = find_source(&state, &id).await?;
     let events = state.log.recent(&source.id, limit, query.after).await?;

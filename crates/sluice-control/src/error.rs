@@ -15,11 +15,19 @@ pub struct AdminError {
 
 impl AdminError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), fields: Vec::new() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self { fields: vec![field], ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message) }
+        Self {
+            fields: vec![field],
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+        }
     }
 }
 
@@ -27,10 +35,17 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            StoreError::Conflict { .. } => Self { fields: vec!["name"], ..Self::new(StatusCode::CONFLICT, "conflict", e.to_string()) },
+            StoreError::Conflict { .. } => Self {
+                fields: vec!["name"],
+                ..Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            },
             StoreError::Storage(_) => {
                 tracing::error!(error = %e, "store error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store cannot be read right now; retry")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store cannot be read right now; retry",
+                )
             }
         }
     }
@@ -39,7 +54,11 @@ impl From<StoreError> for AdminError {
 impl From<LogError> for AdminError {
     fn from(e: LogError) -> Self {
         tracing::error!(error = %e, "log error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the event log cannot be read right now; retry")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the event log cannot be read right now; retry",
+        )
     }
 }
 
@@ -53,10 +72,17 @@ struct Body<'a> {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&Body { code: self.code, message: &self.message, fields: &self.fields })
-            .unwrap_or_default();
+        let body = serde_json::to_vec(&Body {
+            code: self.code,
+            message: &self.message,
+            fields: &self.fields,
+        })
+        .unwrap_or_default();
         let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         response
     }
 }

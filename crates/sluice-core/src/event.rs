@@ -46,7 +46,9 @@ impl EventType {
     /// path (`t`, `i`, `p`, `s`, `g`, `a`).
     pub fn from_path(segment: &str) -> Option<Self> {
         if segment.len() == 1 {
-            Self::ALL.into_iter().find(|t| t.as_str().starts_with(segment))
+            Self::ALL
+                .into_iter()
+                .find(|t| t.as_str().starts_with(segment))
         } else {
             Self::from_name(segment)
         }

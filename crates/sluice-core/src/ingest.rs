@@ -97,7 +97,15 @@ pub fn parse_single(
     };
     request.body_write_key = string_field(&fields, "writeKey");
     let envelope = Envelope::default();
-    admit(&mut request, 0, raw.get(), Some(event_type), fields, &envelope, ctx);
+    admit(
+        &mut request,
+        0,
+        raw.get(),
+        Some(event_type),
+        fields,
+        &envelope,
+        ctx,
+    );
     Ok(request)
 }
 
@@ -246,11 +254,9 @@ fn admit(
     }
     match normalise(fields, endpoint_type, envelope, ctx) {
         Ok(event) => request.accepted.push(event),
-        Err(invalid) => {
-            request
-                .rejected
-                .push(rejection(index, invalid.code, invalid.message, raw))
-        }
+        Err(invalid) => request
+            .rejected
+            .push(rejection(index, invalid.code, invalid.message, raw)),
     }
 }
 
@@ -302,10 +308,12 @@ fn take_timestamp(
 }
 
 fn timestamp_value(value: &Value, key: &str) -> Result<DateTime<Utc>, Invalid> {
-    value
-        .as_str()
-        .and_then(parse_timestamp)
-        .ok_or_else(|| invalid("invalid_timestamp", format!("`{key}` is not an ISO-8601 timestamp")))
+    value.as_str().and_then(parse_timestamp).ok_or_else(|| {
+        invalid(
+            "invalid_timestamp",
+            format!("`{key}` is not an ISO-8601 timestamp"),
+        )
+    })
 }
 
 fn take_object(
@@ -323,7 +331,10 @@ fn take_object(
 }
 
 /// Adds each envelope key the event does not already have (the event's keys win).
-fn merge_under(own: Option<Map<String, Value>>, defaults: Option<&Map<String, Value>>) -> Option<Map<String, Value>> {
+fn merge_under(
+    own: Option<Map<String, Value>>,
+    defaults: Option<&Map<String, Value>>,
+) -> Option<Map<String, Value>> {
     match (own, defaults) {
         (own, None) => own,
         (None, Some(defaults)) => Some(defaults.clone()),
@@ -348,22 +359,34 @@ fn normalise(
     let event_type = match endpoint_type {
         Some(t) => t,
         None => match fields.get("type") {
-            None => return Err(invalid("missing_field", "`type` is required for every event in a batch")),
-            Some(value) => value.as_str().and_then(EventType::from_name).ok_or_else(|| {
-                invalid(
-                    "invalid_field",
-                    "`type` must be one of identify, track, page, screen, group, alias",
-                )
-            })?,
+            None => {
+                return Err(invalid(
+                    "missing_field",
+                    "`type` is required for every event in a batch",
+                ))
+            }
+            Some(value) => value
+                .as_str()
+                .and_then(EventType::from_name)
+                .ok_or_else(|| {
+                    invalid(
+                        "invalid_field",
+                        "`type` must be one of identify, track, page, screen, group, alias",
+                    )
+                })?,
         },
     };
 
     let user_id = take_id(&mut fields, "userId")?;
     let anonymous_id = take_id(&mut fields, "anonymousId")?;
     if user_id.is_none() && anonymous_id.is_none() {
-        return Err(invalid("missing_field", "`userId` or `anonymousId` is required"));
+        return Err(invalid(
+            "missing_field",
+            "`userId` or `anonymousId` is required",
+        ));
     }
-    let message_id = take_id(&mut fields, "messageId")?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let message_id =
+        take_id(&mut fields, "messageId")?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
     match event_type {
         EventType::Track => match fields.get("event") {
@@ -414,8 +437,14 @@ fn normalise(
     };
     fields.remove("receivedAt");
 
-    let mut context = merge_under(take_object(&mut fields, "context")?, envelope.context.as_ref());
-    let integrations = merge_under(take_object(&mut fields, "integrations")?, envelope.integrations.as_ref());
+    let mut context = merge_under(
+        take_object(&mut fields, "context")?,
+        envelope.context.as_ref(),
+    );
+    let integrations = merge_under(
+        take_object(&mut fields, "integrations")?,
+        envelope.integrations.as_ref(),
+    );
     if let Some(ip) = ctx.client_ip {
         let context = context.get_or_insert_with(Map::new);
         if context.get("ip").is_none_or(Value::is_null) {
@@ -438,12 +467,21 @@ fn normalise(
         fields.insert("integrations".into(), Value::Object(integrations));
     }
     if let Some(original) = client_timestamp {
-        fields.insert("originalTimestamp".into(), Value::String(format_timestamp(original)));
+        fields.insert(
+            "originalTimestamp".into(),
+            Value::String(format_timestamp(original)),
+        );
     }
     if let Some(sent) = sent_at {
         fields.insert("sentAt".into(), Value::String(format_timestamp(sent)));
     }
-    fields.insert("receivedAt".into(), Value::String(format_timestamp(received_at)));
-    fields.insert("timestamp".into(), Value::String(format_timestamp(timestamp)));
+    fields.insert(
+        "receivedAt".into(),
+        Value::String(format_timestamp(received_at)),
+    );
+    fields.insert(
+        "timestamp".into(),
+        Value::String(format_timestamp(timestamp)),
+    );
     Ok(Event::from_normalised(fields))
 }

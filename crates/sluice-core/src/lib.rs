@@ -13,5 +13,7 @@ pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventType};
-pub use ingest::{parse_batch, parse_single, IngestContext, ParsedRequest, Rejection, RequestError};
+pub use ingest::{
+    parse_batch, parse_single, IngestContext, ParsedRequest, Rejection, RequestError,
+};
 pub use limits::Limits;

@@ -27,6 +27,14 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// `serialize_with` helper writing [`format_timestamp`].
+pub fn serialize<S: serde::Serializer>(
+    at: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_timestamp(*at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,9 +61,4 @@ mod tests {
             assert!(parse_timestamp(input).is_none(), "{input} parsed");
         }
     }
-}
-
-/// `serialize_with` helper writing [`format_timestamp`].
-pub fn serialize<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_timestamp(*at))
 }

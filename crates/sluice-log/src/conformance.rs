@@ -31,7 +31,9 @@ pub async fn run_all<B: Backend>(fresh: impl Fn() -> B) {
 const WINDOW: Duration = Duration::from_secs(3600);
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
 /// A normalised track event.
@@ -60,8 +62,16 @@ fn request(source: &str, at: DateTime<Utc>, ids: &[&str]) -> AppendRequest {
     }
 }
 
-async fn append(log: &Arc<dyn EventLog>, source: &str, at: DateTime<Utc>, ids: &[&str]) -> Vec<Admission> {
-    log.append(request(source, at, ids)).await.expect("append").admissions
+async fn append(
+    log: &Arc<dyn EventLog>,
+    source: &str,
+    at: DateTime<Utc>,
+    ids: &[&str],
+) -> Vec<Admission> {
+    log.append(request(source, at, ids))
+        .await
+        .expect("append")
+        .admissions
 }
 
 fn appended(admissions: &[Admission]) -> Vec<u64> {
@@ -77,15 +87,24 @@ fn appended(admissions: &[Admission]) -> Vec<u64> {
 async fn sequence_numbers_increase_and_survive_restart(backend: &dyn Backend) {
     let log = backend.open(WINDOW).await;
     let first = appended(&append(&log, "s1", t0(), &["a", "b", "c"]).await);
-    assert!(first.windows(2).all(|w| w[0] < w[1]), "seqs must increase: {first:?}");
+    assert!(
+        first.windows(2).all(|w| w[0] < w[1]),
+        "seqs must increase: {first:?}"
+    );
     let second = appended(&append(&log, "s1", t0(), &["d"]).await);
     assert!(second[0] > first[2]);
     log.close().await;
     let log = backend.open(WINDOW).await;
     let third = appended(&append(&log, "s1", t0(), &["e"]).await);
-    assert!(third[0] > second[0], "seq after restart {third:?} must exceed {second:?}");
+    assert!(
+        third[0] > second[0],
+        "seq after restart {third:?} must exceed {second:?}"
+    );
     let all = log.read(0, 100).await.expect("read");
-    assert_eq!(all.iter().map(|e| e.event.message_id()).collect::<Vec<_>>(), ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        all.iter().map(|e| e.event.message_id()).collect::<Vec<_>>(),
+        ["a", "b", "c", "d", "e"]
+    );
     log.close().await;
 }
 
@@ -98,7 +117,11 @@ async fn sequence_numbers_are_never_reused_after_trim(backend: &dyn Backend) {
     log.close().await;
     let log = backend.open(WINDOW).await;
     let next = appended(&append(&log, "s1", t0(), &["c"]).await);
-    assert!(next[0] > seqs[1], "seq {} reused after the log was emptied", next[0]);
+    assert!(
+        next[0] > seqs[1],
+        "seq {} reused after the log was emptied",
+        next[0]
+    );
     log.close().await;
 }
 
@@ -107,7 +130,11 @@ async fn duplicates_within_the_window_are_stored_once(backend: &dyn Backend) {
     let first = append(&log, "s1", t0(), &["m1", "m2", "m1"]).await;
     assert!(matches!(first[0], Admission::Appended(_)));
     assert!(matches!(first[1], Admission::Appended(_)));
-    assert_eq!(first[2], Admission::Duplicate(first[0].seq()), "a duplicate inside one request");
+    assert_eq!(
+        first[2],
+        Admission::Duplicate(first[0].seq()),
+        "a duplicate inside one request"
+    );
     let again = append(&log, "s1", t0() + ChronoDuration::minutes(59), &["m2"]).await;
     assert_eq!(again, vec![Admission::Duplicate(first[1].seq())]);
     assert_eq!(log.stats().await.expect("stats").events, 2);
@@ -135,7 +162,9 @@ async fn dedupe_is_per_source_and_expires(backend: &dyn Backend) {
     let dup = append(&log, "s1", later + ChronoDuration::minutes(1), &["m1"]).await;
     assert!(matches!(dup[0], Admission::Duplicate(_)));
     // Expiring entries forgets them even inside the configured window.
-    log.expire(later + ChronoDuration::seconds(1), t0()).await.expect("expire");
+    log.expire(later + ChronoDuration::seconds(1), t0())
+        .await
+        .expect("expire");
     appended(&append(&log, "s1", later + ChronoDuration::minutes(2), &["m1"]).await);
     assert_eq!(log.stats().await.expect("stats").events, 4);
     log.close().await;
@@ -146,16 +175,29 @@ async fn read_and_recent_return_what_was_appended(backend: &dyn Backend) {
     let a = appended(&append(&log, "s1", t0(), &["a1", "a2", "a3"]).await);
     let b = appended(&append(&log, "s2", t0(), &["b1"]).await);
     let from_second = log.read(a[1], 10).await.expect("read");
-    assert_eq!(from_second.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![a[1], a[2], b[0]]);
+    assert_eq!(
+        from_second.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![a[1], a[2], b[0]]
+    );
     assert_eq!(from_second[0].event, sample_event("a2", "user-1"));
     assert_eq!(from_second[0].received_at, t0());
     assert_eq!(log.read(a[0], 2).await.expect("read").len(), 2);
     let recent = log.recent("s1", 2, None).await.expect("recent");
-    assert_eq!(recent.iter().map(|e| e.event.message_id()).collect::<Vec<_>>(), ["a3", "a2"]);
+    assert_eq!(
+        recent
+            .iter()
+            .map(|e| e.event.message_id())
+            .collect::<Vec<_>>(),
+        ["a3", "a2"]
+    );
     let newer = log.recent("s1", 10, Some(a[1])).await.expect("recent");
     assert_eq!(newer.len(), 1);
     assert_eq!(newer[0].seq, a[2]);
-    assert!(log.recent("nope", 10, None).await.expect("recent").is_empty());
+    assert!(log
+        .recent("nope", 10, None)
+        .await
+        .expect("recent")
+        .is_empty());
     log.close().await;
 }
 
@@ -174,8 +216,14 @@ async fn rejected_events_are_recorded(backend: &dyn Backend) {
     assert_eq!(rejected[0].index, 1);
     assert_eq!(rejected[0].code, "missing_field");
     assert_eq!(rejected[0].payload, "{\"type\":\"track\"}");
-    log.expire(t0(), t0() + ChronoDuration::seconds(1)).await.expect("expire");
-    assert!(log.recent_rejected("s1", 10).await.expect("rejected").is_empty());
+    log.expire(t0(), t0() + ChronoDuration::seconds(1))
+        .await
+        .expect("expire");
+    assert!(log
+        .recent_rejected("s1", 10)
+        .await
+        .expect("rejected")
+        .is_empty());
     log.close().await;
 }
 
@@ -184,18 +232,49 @@ async fn retention_point_follows_age_and_size(backend: &dyn Backend) {
     let old = appended(&append(&log, "s1", t0(), &["o1", "o2"]).await);
     let young = appended(&append(&log, "s1", t0() + ChronoDuration::hours(2), &["y1", "y2"]).await);
     let now = t0() + ChronoDuration::hours(3);
-    assert_eq!(log.retention_point(&RetentionPolicy::default(), now).await.expect("point"), None);
-    let by_age = RetentionPolicy { max_age: Some(Duration::from_secs(2 * 3600)), max_bytes: None };
-    assert_eq!(log.retention_point(&by_age, now).await.expect("point"), Some(young[0]));
-    let keep_all = RetentionPolicy { max_age: Some(Duration::from_secs(5 * 3600)), max_bytes: None };
-    assert_eq!(log.retention_point(&keep_all, now).await.expect("point"), None);
+    assert_eq!(
+        log.retention_point(&RetentionPolicy::default(), now)
+            .await
+            .expect("point"),
+        None
+    );
+    let by_age = RetentionPolicy {
+        max_age: Some(Duration::from_secs(2 * 3600)),
+        max_bytes: None,
+    };
+    assert_eq!(
+        log.retention_point(&by_age, now).await.expect("point"),
+        Some(young[0])
+    );
+    let keep_all = RetentionPolicy {
+        max_age: Some(Duration::from_secs(5 * 3600)),
+        max_bytes: None,
+    };
+    assert_eq!(
+        log.retention_point(&keep_all, now).await.expect("point"),
+        None
+    );
     let stats = log.stats().await.expect("stats");
     let one_event = stats.bytes / 4;
     assert!(one_event > 0);
-    let by_size = RetentionPolicy { max_age: None, max_bytes: Some(one_event * 3) };
-    assert_eq!(log.retention_point(&by_size, now).await.expect("point"), Some(old[1]));
-    let nothing_fits = RetentionPolicy { max_age: None, max_bytes: Some(0) };
-    assert_eq!(log.retention_point(&nothing_fits, now).await.expect("point"), Some(young[1] + 1));
+    let by_size = RetentionPolicy {
+        max_age: None,
+        max_bytes: Some(one_event * 3),
+    };
+    assert_eq!(
+        log.retention_point(&by_size, now).await.expect("point"),
+        Some(old[1])
+    );
+    let nothing_fits = RetentionPolicy {
+        max_age: None,
+        max_bytes: Some(0),
+    };
+    assert_eq!(
+        log.retention_point(&nothing_fits, now)
+            .await
+            .expect("point"),
+        Some(young[1] + 1)
+    );
     log.trim(young[0]).await.expect("trim");
     let left = log.stats().await.expect("stats");
     assert_eq!(left.events, 2);
@@ -209,5 +288,8 @@ async fn closed_log_refuses_appends(backend: &dyn Backend) {
     appended(&append(&log, "s1", t0(), &["a"]).await);
     log.close().await;
     let refused = log.append(request("s1", t0(), &["b"])).await;
-    assert!(matches!(refused, Err(crate::LogError::Closed)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(crate::LogError::Closed)),
+        "{refused:?}"
+    );
 }

@@ -57,8 +57,11 @@ pub trait EventLog: Send + Sync + 'static {
     async fn trim(&self, below_seq: u64) -> Result<u64, LogError>;
 
     /// Forgets dedupe entries and rejected-event records received before `before`.
-    async fn expire(&self, dedupe_before: DateTime<Utc>, rejected_before: DateTime<Utc>)
-        -> Result<(), LogError>;
+    async fn expire(
+        &self,
+        dedupe_before: DateTime<Utc>,
+        rejected_before: DateTime<Utc>,
+    ) -> Result<(), LogError>;
 
     /// Finishes the appends already queued, then refuses new ones with [`LogError::Closed`].
     async fn close(&self);

@@ -20,7 +20,10 @@ fn fresh() -> Sqlite {
 #[async_trait]
 impl Backend for Sqlite {
     async fn open(&self, dedupe_window: Duration) -> Arc<dyn EventLog> {
-        let options = SqliteLogOptions { dedupe_window, ..SqliteLogOptions::default() };
+        let options = SqliteLogOptions {
+            dedupe_window,
+            ..SqliteLogOptions::default()
+        };
         Arc::new(SqliteLog::open(&self.path, options).expect("open"))
     }
 }
@@ -36,7 +39,10 @@ async fn fsync_durability_means_synchronous_full() {
     let log = SqliteLog::open(&storage.path, SqliteLogOptions::default()).expect("open");
     assert_eq!(log.synchronous_level().expect("level"), 2, "FULL");
     log.close().await;
-    let none = SqliteLogOptions { durability: Durability::None, ..SqliteLogOptions::default() };
+    let none = SqliteLogOptions {
+        durability: Durability::None,
+        ..SqliteLogOptions::default()
+    };
     let log = SqliteLog::open(&storage.path, none).expect("open");
     assert_eq!(log.synchronous_level().expect("level"), 0, "OFF");
     log.close().await;
@@ -45,12 +51,17 @@ async fn fsync_durability_means_synchronous_full() {
 #[tokio::test]
 async fn a_full_disk_is_reported_as_unavailable_and_keeps_nothing() {
     let storage = fresh();
-    let options = SqliteLogOptions { max_page_count: Some(40), ..SqliteLogOptions::default() };
+    let options = SqliteLogOptions {
+        max_page_count: Some(40),
+        ..SqliteLogOptions::default()
+    };
     let log = SqliteLog::open(&storage.path, options).expect("open");
     let mut outcome = Ok(Default::default());
     let mut appended = 0u64;
     for batch in 0..200 {
-        let accepted = (0..50).map(|i| sample_event(&format!("m-{batch}-{i}"), "u")).collect();
+        let accepted = (0..50)
+            .map(|i| sample_event(&format!("m-{batch}-{i}"), "u"))
+            .collect();
         outcome = log
             .append(AppendRequest {
                 source_id: "s".into(),
@@ -64,7 +75,10 @@ async fn a_full_disk_is_reported_as_unavailable_and_keeps_nothing() {
         }
         appended += 50;
     }
-    assert!(matches!(outcome, Err(LogError::Unavailable(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(LogError::Unavailable(_))),
+        "{outcome:?}"
+    );
     // The failed group left nothing behind: every stored event was acknowledged.
     assert_eq!(log.stats().await.expect("stats").events, appended);
     log.close().await;

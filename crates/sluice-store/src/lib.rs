@@ -70,7 +70,11 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_write_key(&self, id: &str) -> Result<Source, StoreError>;
 
     /// Records that a destination has passed every event up to and including `seq`.
-    async fn set_destination_cursor(&self, destination_id: &str, seq: u64) -> Result<(), StoreError>;
+    async fn set_destination_cursor(
+        &self,
+        destination_id: &str,
+        seq: u64,
+    ) -> Result<(), StoreError>;
     async fn remove_destination_cursor(&self, destination_id: &str) -> Result<(), StoreError>;
     /// The lowest cursor over every destination that exists, enabled or paused: retention must
     /// not delete anything above it.

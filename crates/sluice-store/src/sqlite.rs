@@ -62,7 +62,9 @@ fn source_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
             .timestamp_millis_opt(row.get(4)?)
             .single()
             .unwrap_or_default(),
-        rate_limit_per_second: row.get::<_, Option<i64>>(5)?.map(|r| r.clamp(0, u32::MAX as i64) as u32),
+        rate_limit_per_second: row
+            .get::<_, Option<i64>>(5)?
+            .map(|r| r.clamp(0, u32::MAX as i64) as u32),
     })
 }
 
@@ -75,9 +77,12 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(storage)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(storage)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -106,7 +111,10 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let result = self.run(work).await;
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.key_cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.key_cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         result
     }
 }
@@ -130,7 +138,10 @@ impl Store for SqliteStore {
             name: new.name,
             kind: new.kind,
             write_key: new_write_key(),
-            created_at: Utc.timestamp_millis_opt(Utc::now().timestamp_millis()).single().unwrap_or_default(),
+            created_at: Utc
+                .timestamp_millis_opt(Utc::now().timestamp_millis())
+                .single()
+                .unwrap_or_default(),
             rate_limit_per_second: new.rate_limit_per_second,
         };
         let row = source.clone();
@@ -148,7 +159,10 @@ impl Store for SqliteStore {
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict { what: "source", name: row.name.clone() }
+                    StoreError::Conflict {
+                        what: "source",
+                        name: row.name.clone(),
+                    }
                 } else {
                     storage(e)
                 }
@@ -162,7 +176,9 @@ impl Store for SqliteStore {
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
         self.run(|conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {SOURCE_COLUMNS} FROM sources ORDER BY created_at, name"))
+                .prepare(&format!(
+                    "SELECT {SOURCE_COLUMNS} FROM sources ORDER BY created_at, name"
+                ))
                 .map_err(storage)?;
             let rows = stmt.query_map([], source_row).map_err(storage)?;
             rows.collect::<Result<_, _>>().map_err(storage)
@@ -181,7 +197,12 @@ impl Store for SqliteStore {
     }
 
     async fn source_by_write_key(&self, write_key: &str) -> Result<Option<Source>, StoreError> {
-        if let Some(hit) = self.key_cache.read().unwrap_or_else(|p| p.into_inner()).get(write_key) {
+        if let Some(hit) = self
+            .key_cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(write_key)
+        {
             return Ok(hit.clone());
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -226,7 +247,10 @@ impl Store for SqliteStore {
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::Conflict { what: "source", name: name.clone() }
+                    StoreError::Conflict {
+                        what: "source",
+                        name: name.clone(),
+                    }
                 } else {
                     storage(e)
                 }
@@ -239,7 +263,9 @@ impl Store for SqliteStore {
     async fn delete_source(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.mutate(move |conn| {
-            let deleted = conn.execute("DELETE FROM sources WHERE id = ?1", [id]).map_err(storage)?;
+            let deleted = conn
+                .execute("DELETE FROM sources WHERE id = ?1", [id])
+                .map_err(storage)?;
             if deleted == 0 {
                 return Err(StoreError::NotFound("source"));
             }
@@ -252,7 +278,10 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.mutate(move |conn| {
             let updated = conn
-                .execute("UPDATE sources SET write_key = ?2 WHERE id = ?1", params![id, new_write_key()])
+                .execute(
+                    "UPDATE sources SET write_key = ?2 WHERE id = ?1",
+                    params![id, new_write_key()],
+                )
                 .map_err(storage)?;
             if updated == 0 {
                 return Err(StoreError::NotFound("source"));
@@ -262,7 +291,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_destination_cursor(&self, destination_id: &str, seq: u64) -> Result<(), StoreError> {
+    async fn set_destination_cursor(
+        &self,
+        destination_id: &str,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         let id = destination_id.to_owned();
         self.run(move |conn| {
             conn.execute(
@@ -279,8 +312,11 @@ impl Store for SqliteStore {
     async fn remove_destination_cursor(&self, destination_id: &str) -> Result<(), StoreError> {
         let id = destination_id.to_owned();
         self.run(move |conn| {
-            conn.execute("DELETE FROM destination_cursors WHERE destination_id = ?1", [id])
-                .map_err(storage)?;
+            conn.execute(
+                "DELETE FROM destination_cursors WHERE destination_id = ?1",
+                [id],
+            )
+            .map_err(storage)?;
             Ok(())
         })
         .await
@@ -288,14 +324,17 @@ impl Store for SqliteStore {
 
     async fn lowest_destination_cursor(&self) -> Result<Option<u64>, StoreError> {
         self.run(|conn| {
-            conn.query_row("SELECT MIN(seq) FROM destination_cursors", [], |row| row.get::<_, Option<i64>>(0))
-                .map(|seq| seq.map(|s| s as u64))
-                .map_err(storage)
+            conn.query_row("SELECT MIN(seq) FROM destination_cursors", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .map(|seq| seq.map(|s| s as u64))
+            .map_err(storage)
         })
         .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(storage)).await
+        self.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(storage))
+            .await
     }
 }

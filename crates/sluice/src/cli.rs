@@ -9,10 +9,20 @@ use std::time::Duration;
 #[derive(Args, Clone)]
 pub struct Connection {
     /// The sluice server.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// Admin token (default: SLUICE_ADMIN_TOKEN, else ./sluice-data/admin-token).
-    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -72,33 +82,60 @@ impl Client {
                 .map(|t| t.trim().to_owned())
                 .context("no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run where ./sluice-data/admin-token is")?,
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, base: connection.server.trim_end_matches('/').to_owned(), token })
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base: connection.server.trim_end_matches('/').to_owned(),
+            token,
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach sluice at {}; is `sluice serve` running?", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach sluice at {}; is `sluice serve` running?",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let value: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| value.to_string());
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
             bail!("{status}: {message}");
         }
         Ok(value)
     }
 
     async fn sources(&self) -> anyhow::Result<Vec<Value>> {
-        let list = self.call(reqwest::Method::GET, "/api/v1/sources", None).await?;
-        Ok(list.get("sources").and_then(Value::as_array).cloned().unwrap_or_default())
+        let list = self
+            .call(reqwest::Method::GET, "/api/v1/sources", None)
+            .await?;
+        Ok(list
+            .get("sources")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn source_id(&self, name_or_id: &str) -> anyhow::Result<String> {
@@ -112,13 +149,23 @@ impl Client {
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Source { command, connection } => source(command, &connection).await,
-        AdminCommand::Tail { source, last, connection } => tail(source, last, &connection).await,
+        AdminCommand::Source {
+            command,
+            connection,
+        } => source(command, &connection).await,
+        AdminCommand::Tail {
+            source,
+            last,
+            connection,
+        } => tail(source, last, &connection).await,
     }
 }
 
@@ -127,12 +174,21 @@ async fn source(command: SourceCommand, connection: &Connection) -> anyhow::Resu
     match command {
         SourceCommand::Create { name, kind } => {
             let body = serde_json::json!({"name": name, "kind": kind});
-            let created = client.call(reqwest::Method::POST, "/api/v1/sources", Some(body)).await?;
+            let created = client
+                .call(reqwest::Method::POST, "/api/v1/sources", Some(body))
+                .await?;
             if connection.json {
                 print_json(&created);
             } else {
-                println!("created source {} ({})", created["name"].as_str().unwrap_or_default(), created["id"].as_str().unwrap_or_default());
-                println!("write key: {}", created["write_key"].as_str().unwrap_or_default());
+                println!(
+                    "created source {} ({})",
+                    created["name"].as_str().unwrap_or_default(),
+                    created["id"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "write key: {}",
+                    created["write_key"].as_str().unwrap_or_default()
+                );
             }
         }
         SourceCommand::List => {
@@ -156,16 +212,31 @@ async fn source(command: SourceCommand, connection: &Connection) -> anyhow::Resu
         }
         SourceCommand::Delete { name } => {
             let id = client.source_id(&name).await?;
-            client.call(reqwest::Method::DELETE, &format!("/api/v1/sources/{id}"), None).await?;
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/api/v1/sources/{id}"),
+                    None,
+                )
+                .await?;
             println!("deleted source {name}; its write key no longer works");
         }
         SourceCommand::RotateKey { name } => {
             let id = client.source_id(&name).await?;
-            let rotated = client.call(reqwest::Method::POST, &format!("/api/v1/sources/{id}/rotate-key"), None).await?;
+            let rotated = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/sources/{id}/rotate-key"),
+                    None,
+                )
+                .await?;
             if connection.json {
                 print_json(&rotated);
             } else {
-                println!("new write key: {}", rotated["write_key"].as_str().unwrap_or_default());
+                println!(
+                    "new write key: {}",
+                    rotated["write_key"].as_str().unwrap_or_default()
+                );
             }
         }
     }
@@ -180,7 +251,12 @@ async fn tail(source: Option<String>, last: usize, connection: &Connection) -> a
     loop {
         let ids = match &source {
             Some(name) => vec![client.source_id(name).await?],
-            None => client.sources().await?.iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect(),
+            None => client
+                .sources()
+                .await?
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect(),
         };
         let mut batch: Vec<Value> = Vec::new();
         for id in ids {
@@ -192,7 +268,10 @@ async fn tail(source: Option<String>, last: usize, connection: &Connection) -> a
             let page = client.call(reqwest::Method::GET, &path, None).await?;
             let events = page["events"].as_array().cloned().unwrap_or_default();
             let newest = events.iter().filter_map(|e| e["seq"].as_u64()).max();
-            after.insert(id.clone(), newest.unwrap_or_else(|| after.get(&id).copied().unwrap_or(0)));
+            after.insert(
+                id.clone(),
+                newest.unwrap_or_else(|| after.get(&id).copied().unwrap_or(0)),
+            );
             if !(first && last == 0) {
                 batch.extend(events);
             }

@@ -125,7 +125,9 @@ impl Config {
     }
 
     pub fn durations(&self) -> anyhow::Result<Durations> {
-        let parse = |key: &str, value: &str| parse_duration(value).map_err(|e| anyhow::anyhow!("{key}: {e}"));
+        let parse = |key: &str, value: &str| {
+            parse_duration(value).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+        };
         let max_age = parse("log.retention_max_age", &self.log.retention_max_age)?;
         let durations = Durations {
             retention_max_age: (!max_age.is_zero()).then_some(max_age),
@@ -148,7 +150,9 @@ impl Config {
 fn merge(into: &mut toml::Table, from: toml::Table) {
     for (key, value) in from {
         match (into.get_mut(&key), value) {
-            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => merge(existing, incoming),
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {
+                merge(existing, incoming)
+            }
             (_, value) => {
                 into.insert(key, value);
             }
@@ -173,7 +177,11 @@ fn overlay_env(table: &mut toml::Table, prefix: &str, lookup: &dyn Fn(&str) -> O
         *value = match (literal, &*value) {
             (Some(parsed), _) => parsed,
             (None, toml::Value::Array(_)) => toml::Value::Array(
-                raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.into()))
+                    .collect(),
             ),
             (None, _) => toml::Value::String(raw),
         };
@@ -188,20 +196,28 @@ mod tests {
     #[test]
     fn file_then_environment_override_defaults() {
         let mut table = toml::Table::try_from(Config::default()).unwrap();
-        merge(&mut table, toml::from_str("listen = \"0.0.0.0:9000\"\n[log]\nretention_max_bytes = 10\n").unwrap());
+        merge(
+            &mut table,
+            toml::from_str("listen = \"0.0.0.0:9000\"\n[log]\nretention_max_bytes = 10\n").unwrap(),
+        );
         let env: HashMap<&str, &str> = HashMap::from([
             ("SLUICE_LOG_DURABILITY", "none"),
             ("SLUICE_COLLECTOR_RATE_LIMIT_PER_SECOND", "50"),
             ("SLUICE_COLLECTOR_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
             ("SLUICE_DATA_DIR", "/var/lib/sluice"),
         ]);
-        overlay_env(&mut table, "SLUICE", &|name| env.get(name).map(|v| v.to_string()));
+        overlay_env(&mut table, "SLUICE", &|name| {
+            env.get(name).map(|v| v.to_string())
+        });
         let config: Config = toml::Value::Table(table).try_into().unwrap();
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.log.retention_max_bytes, 10);
         assert_eq!(config.log.durability, Durability::None);
         assert_eq!(config.collector.rate_limit_per_second, 50);
-        assert_eq!(config.collector.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert_eq!(
+            config.collector.trusted_proxies,
+            vec!["10.0.0.0/8", "127.0.0.1"]
+        );
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/sluice"));
         assert_eq!(config.collector.dedupe_window, "24h");
     }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -15,7 +17,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}`; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}`; use ms, s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_millis(value.saturating_mul(millis)))
 }

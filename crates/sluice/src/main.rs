@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Self-hosted, Segment-compatible clickstream pipeline")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Self-hosted, Segment-compatible clickstream pipeline"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,9 @@ enum Command {
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -46,14 +52,24 @@ fn init_tracing(json: bool) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.command {
-        Command::Serve { config, data_dir, listen } => runtime.block_on(serve(config, data_dir, listen)),
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => runtime.block_on(serve(config, data_dir, listen)),
         Command::Admin(command) => runtime.block_on(cli::run(command)),
     }
 }
 
-async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+async fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
     let mut config = Config::load(config.as_deref())?;
     if let Some(dir) = data_dir {
         config.data_dir = dir;
@@ -69,9 +85,16 @@ async fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Optio
     println!("sluice is running at {url}");
     println!("  data folder:  {}", config.data_dir.display());
     if server.admin_token_generated {
-        println!("  admin token:  {} (generated; kept in {})", server.admin_token, config.data_dir.join("admin-token").display());
+        println!(
+            "  admin token:  {} (generated; kept in {})",
+            server.admin_token,
+            config.data_dir.join("admin-token").display()
+        );
     } else {
-        println!("  admin token:  from your configuration or {}", config.data_dir.join("admin-token").display());
+        println!(
+            "  admin token:  from your configuration or {}",
+            config.data_dir.join("admin-token").display()
+        );
     }
     println!("  create a source:  sluice source create --name web --kind web");
     wait_for_signal().await;
@@ -85,13 +108,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -63,7 +63,9 @@ fn metrics_handle() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
@@ -86,7 +88,11 @@ fn admin_token(config: &Config) -> anyhow::Result<(String, bool)> {
             return Ok((existing.trim().to_owned(), false));
         }
     }
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     Ok((token, true))
 }
@@ -109,15 +115,27 @@ struct Health {
 async fn readyz(State(health): State<Health>) -> Response {
     let log_ok = health.log.stats().await.is_ok();
     let store_ok = health.store.ping().await.is_ok();
-    let status = if log_ok && store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({"log": log_ok, "store": store_ok}))).into_response()
+    let status = if log_ok && store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({"log": log_ok, "store": store_ok})),
+    )
+        .into_response()
 }
 
 /// Opens the data folder and starts serving. Returns once the listener is bound.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     let durations = config.durations()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            config.data_dir.display()
+        )
+    })?;
     let (admin_token, admin_token_generated) = admin_token(&config)?;
 
     let log = Arc::new(
@@ -131,8 +149,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         )
         .context("cannot open the event log")?,
     );
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(config.data_dir.join("store.db")).context("cannot open the store")?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(config.data_dir.join("store.db")).context("cannot open the store")?,
+    );
     let trusted_proxies = TrustedProxies::parse(&config.collector.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("collector.trusted_proxies: {e}"))?;
     let collector = Collector::new(
@@ -143,11 +162,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             limits: Limits::default(),
             request_timeout: durations.request_timeout,
             trusted_proxies,
-            default_rate_limit_per_second: Some(config.collector.rate_limit_per_second).filter(|r| *r > 0),
+            default_rate_limit_per_second: Some(config.collector.rate_limit_per_second)
+                .filter(|r| *r > 0),
         },
     );
     let metrics = metrics_handle();
-    let health = Health { log: log.clone(), store: store.clone() };
+    let health = Health {
+        log: log.clone(),
+        store: store.clone(),
+    };
     let app = Router::new()
         .merge(sluice_collector::routes(collector))
         .merge(sluice_control::routes(AdminState {
@@ -157,21 +180,40 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         }))
         .merge(
             Router::new()
-                .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+                .route(
+                    "/healthz",
+                    get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+                )
                 .route("/readyz", get(readyz))
                 .with_state(health),
         )
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "not_found", "message": "no such endpoint"})))
+            (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"code": "not_found", "message": "no such endpoint"})),
+            )
         });
 
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another process using it?", config.listen))?;
+    let listener = TcpListener::bind(&config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another process using it?",
+            config.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let retention = tokio::spawn(run_retention(log.clone(), store.clone(), clock, durations, config.log.retention_max_bytes, shutdown_rx.clone()));
+    let retention = tokio::spawn(run_retention(
+        log.clone(),
+        store.clone(),
+        clock,
+        durations,
+        config.log.retention_max_bytes,
+        shutdown_rx.clone(),
+    ));
     let serve_log = log.clone();
     let header_limit = config.collector.max_header_bytes;
     let task = tokio::spawn(async move {
@@ -181,7 +223,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         tracing::info!("stopped; the event log is flushed and closed");
     });
     tracing::info!(%addr, data_dir = %config.data_dir.display(), durability = ?config.log.durability, "sluice is listening");
-    Ok(RunningServer { addr, admin_token, admin_token_generated, log, store, shutdown, task })
+    Ok(RunningServer {
+        addr,
+        admin_token,
+        admin_token_generated,
+        log,
+        store,
+        shutdown,
+        task,
+    })
 }
 
 async fn serve(
@@ -207,10 +257,12 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request.map(axum::body::Body::new))
-        });
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            },
+        );
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(durations.header_timeout)
@@ -225,7 +277,10 @@ async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
 }
@@ -245,13 +300,24 @@ async fn run_retention(
     max_bytes: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let policy = RetentionPolicy { max_age: durations.retention_max_age, max_bytes: Some(max_bytes).filter(|b| *b > 0) };
+    let policy = RetentionPolicy {
+        max_age: durations.retention_max_age,
+        max_bytes: Some(max_bytes).filter(|b| *b > 0),
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(durations.retention_interval) => {}
             _ = stopped(&mut shutdown) => return,
         }
-        if let Err(error) = retain(log.as_ref(), store.as_ref(), clock.as_ref(), &policy, &durations).await {
+        if let Err(error) = retain(
+            log.as_ref(),
+            store.as_ref(),
+            clock.as_ref(),
+            &policy,
+            &durations,
+        )
+        .await
+        {
             tracing::warn!(%error, "retention pass failed; will retry");
         }
     }
@@ -266,8 +332,10 @@ pub async fn retain(
     durations: &Durations,
 ) -> anyhow::Result<u64> {
     let now = clock.now();
-    let window = chrono::Duration::from_std(durations.dedupe_window).unwrap_or(chrono::Duration::MAX);
-    let rejected_age = chrono::Duration::from_std(durations.rejected_max_age).unwrap_or(chrono::Duration::MAX);
+    let window =
+        chrono::Duration::from_std(durations.dedupe_window).unwrap_or(chrono::Duration::MAX);
+    let rejected_age =
+        chrono::Duration::from_std(durations.rejected_max_age).unwrap_or(chrono::Duration::MAX);
     log.expire(now - window, now - rejected_age).await?;
     let Some(point) = log.retention_point(policy, now).await? else {
         return Ok(0);

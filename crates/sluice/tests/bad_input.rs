@@ -27,15 +27,39 @@ async fn malformed_bodies_get_400_with_the_error_shape() {
         ("/v1/batch", b"{\"batch\": [".to_vec(), "invalid_json"),
         ("/v1/batch", b"".to_vec(), "invalid_json"),
         ("/v1/track", b"   ".to_vec(), "invalid_json"),
-        ("/v1/batch", b"{\"batch\": \"events\"}".to_vec(), "invalid_batch"),
-        ("/v1/batch", b"{\"sentAt\": \"2026-01-01T00:00:00Z\"}".to_vec(), "invalid_batch"),
+        (
+            "/v1/batch",
+            b"{\"batch\": \"events\"}".to_vec(),
+            "invalid_batch",
+        ),
+        (
+            "/v1/batch",
+            b"{\"sentAt\": \"2026-01-01T00:00:00Z\"}".to_vec(),
+            "invalid_batch",
+        ),
         ("/v1/batch", b"[1,2,3]".to_vec(), "invalid_body"),
         ("/v1/track", b"[1,2,3]".to_vec(), "invalid_body"),
         ("/v1/batch", b"{\"batch\": []}".to_vec(), "empty_batch"),
-        ("/v1/track", b"{\"userId\": \"u\", \"event\": \"\xff\xfe\"}".to_vec(), "invalid_json"),
-        ("/v1/track", b"{\"userId\": true, \"event\": \"E\"}".to_vec(), "invalid_field"),
-        ("/v1/track", b"{\"userId\": \"u\", \"event\": 7}".to_vec(), "invalid_field"),
-        ("/v1/track", b"{\"userId\": \"u\", \"event\": \"E\", \"context\": \"web\"}".to_vec(), "invalid_field"),
+        (
+            "/v1/track",
+            b"{\"userId\": \"u\", \"event\": \"\xff\xfe\"}".to_vec(),
+            "invalid_json",
+        ),
+        (
+            "/v1/track",
+            b"{\"userId\": true, \"event\": \"E\"}".to_vec(),
+            "invalid_field",
+        ),
+        (
+            "/v1/track",
+            b"{\"userId\": \"u\", \"event\": 7}".to_vec(),
+            "invalid_field",
+        ),
+        (
+            "/v1/track",
+            b"{\"userId\": \"u\", \"event\": \"E\", \"context\": \"web\"}".to_vec(),
+            "invalid_field",
+        ),
     ];
     for (path, body, code) in cases {
         let shown = String::from_utf8_lossy(&body).into_owned();
@@ -65,7 +89,16 @@ async fn ten_thousand_levels_of_nesting_are_refused_without_a_crash() {
     let response = post_raw(&app, "/v1/batch", &source.write_key, batch.into_bytes()).await;
     assert_error(response, 400, "invalid_json").await;
     // The server is still healthy.
-    assert_eq!(app.post("/v1/track", &source.write_key, &json!({"userId": "u", "event": "E"})).await.status(), 200);
+    assert_eq!(
+        app.post(
+            "/v1/track",
+            &source.write_key,
+            &json!({"userId": "u", "event": "E"})
+        )
+        .await
+        .status(),
+        200
+    );
 }
 
 async fn read_response(stream: &mut TcpStream) -> String {
@@ -79,12 +112,26 @@ async fn huge_headers_are_refused() {
     let app = spawn().await;
     let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
     let filler = "a".repeat(200_000);
-    let request = format!("POST /v1/track HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\nContent-Length: 2\r\n\r\n{{}}");
+    let request = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
     let _ = stream.write_all(request.as_bytes()).await;
     let answer = read_response(&mut stream).await;
-    assert!(answer.starts_with("HTTP/1.1 431"), "{}", &answer[..answer.len().min(200)]);
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
     // And the server still serves.
-    assert_eq!(app.http.get(format!("{}/healthz", app.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -98,18 +145,32 @@ async fn slow_clients_time_out() {
 
     // Headers that never finish: the connection is closed.
     let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
-    stream.write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let answer = read_response(&mut stream).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
 
     // A body that trickles: 408 with the error shape.
     let mut stream = TcpStream::connect(app.server.addr).await.unwrap();
-    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:", source.write_key));
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:", source.write_key),
+    );
     let head = format!("POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 100\r\n\r\n{{\"userId\":");
     stream.write_all(head.as_bytes()).await.unwrap();
     let answer = read_response(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("access-control-allow-origin"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{answer}"
+    );
     assert!(app.events(&source).await.is_empty());
 }

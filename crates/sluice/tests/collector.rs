@@ -18,15 +18,29 @@ async fn every_single_event_path_stores_its_type() {
     let app = spawn().await;
     let source = app.create_source("web").await;
     let paths = [
-        ("identify", "identify"), ("track", "track"), ("page", "page"), ("screen", "screen"),
-        ("group", "group"), ("alias", "alias"), ("i", "identify"), ("t", "track"), ("p", "page"),
-        ("s", "screen"), ("g", "group"), ("a", "alias"),
+        ("identify", "identify"),
+        ("track", "track"),
+        ("page", "page"),
+        ("screen", "screen"),
+        ("group", "group"),
+        ("alias", "alias"),
+        ("i", "identify"),
+        ("t", "track"),
+        ("p", "page"),
+        ("s", "screen"),
+        ("g", "group"),
+        ("a", "alias"),
     ];
     for (i, (path, _)) in paths.iter().enumerate() {
         let body = json!({"userId": "u1", "messageId": format!("m{i}"), "event": "E", "groupId": "g1", "previousId": "anon-1"});
-        let response = app.post(&format!("/v1/{path}"), &source.write_key, &body).await;
+        let response = app
+            .post(&format!("/v1/{path}"), &source.write_key, &body)
+            .await;
         assert_eq!(response.status(), 200, "/v1/{path}");
-        assert_eq!(response.json::<Value>().await.unwrap(), json!({"success": true}));
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"success": true})
+        );
     }
     let stored = app.events(&source).await;
     let types: Vec<&str> = stored.iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -37,7 +51,16 @@ async fn every_single_event_path_stores_its_type() {
 async fn batch_import_and_short_batch_paths_store_batches() {
     let app = spawn().await;
     let source = app.create_source("server").await;
-    for (i, path) in ["/v1/batch", "/v1/import", "/v1/import/", "/v1/b", "/v1/batch/"].iter().enumerate() {
+    for (i, path) in [
+        "/v1/batch",
+        "/v1/import",
+        "/v1/import/",
+        "/v1/b",
+        "/v1/batch/",
+    ]
+    .iter()
+    .enumerate()
+    {
         let body = json!({"batch": [track(&format!("{i}-a")), track(&format!("{i}-b"))]});
         let response = app.post(path, &source.write_key, &body).await;
         assert_eq!(response.status(), 200, "{path}");
@@ -85,25 +108,54 @@ async fn every_write_key_form_authenticates() {
     }
     // writeKey in the batch envelope, in a single event, and in batch items only (analytics-next).
     let bodies = [
-        ("/v1/batch", json!({"writeKey": key, "batch": [track("b1")]})),
-        ("/v1/track", json!({"writeKey": key, "event": "E", "userId": "u", "messageId": "b2"})),
-        ("/v1/b", json!({"batch": [{"writeKey": key, "type": "track", "event": "E", "userId": "u", "messageId": "b3"}]})),
+        (
+            "/v1/batch",
+            json!({"writeKey": key, "batch": [track("b1")]}),
+        ),
+        (
+            "/v1/track",
+            json!({"writeKey": key, "event": "E", "userId": "u", "messageId": "b2"}),
+        ),
+        (
+            "/v1/b",
+            json!({"batch": [{"writeKey": key, "type": "track", "event": "E", "userId": "u", "messageId": "b3"}]}),
+        ),
     ];
     for (path, body) in bodies {
-        let response = app.http.post(format!("{}{path}", app.base)).body(body.to_string()).send().await.unwrap();
+        let response = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
     let stored = app.events(&source).await;
     assert_eq!(stored.len(), 6);
-    assert!(stored.iter().all(|e| e.get("writeKey").is_none()), "writeKey must be stripped");
+    assert!(
+        stored.iter().all(|e| e.get("writeKey").is_none()),
+        "writeKey must be stripped"
+    );
 }
 
 #[tokio::test]
 async fn unknown_missing_and_deleted_keys_get_401() {
     let app = spawn().await;
     let source = app.create_source("doomed").await;
-    assert_error(app.post("/v1/track", "nope", &track("x")).await, 401, "invalid_write_key").await;
-    let response = app.http.post(format!("{}/v1/track", app.base)).body(track("x").to_string()).send().await.unwrap();
+    assert_error(
+        app.post("/v1/track", "nope", &track("x")).await,
+        401,
+        "invalid_write_key",
+    )
+    .await;
+    let response = app
+        .http
+        .post(format!("{}/v1/track", app.base))
+        .body(track("x").to_string())
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 401, "missing_write_key").await;
     let response = app
         .http
@@ -114,7 +166,12 @@ async fn unknown_missing_and_deleted_keys_get_401() {
         .await
         .unwrap();
     assert_error(response, 401, "invalid_authorization").await;
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("ok")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("ok"))
+            .await
+            .status(),
+        200
+    );
     let deleted = app
         .http
         .delete(format!("{}/api/v1/sources/{}", app.base, source.id))
@@ -123,14 +180,28 @@ async fn unknown_missing_and_deleted_keys_get_401() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    assert_error(app.post("/v1/track", &source.write_key, &track("late")).await, 401, "invalid_write_key").await;
+    assert_error(
+        app.post("/v1/track", &source.write_key, &track("late"))
+            .await,
+        401,
+        "invalid_write_key",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn json_and_text_plain_content_types_are_accepted_others_refused() {
     let app = spawn().await;
     let source = app.create_source("ct").await;
-    for (i, content_type) in ["application/json", "application/json; charset=utf-8", "text/plain", "text/plain;charset=UTF-8"].iter().enumerate() {
+    for (i, content_type) in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "text/plain;charset=UTF-8",
+    ]
+    .iter()
+    .enumerate()
+    {
         let response = app
             .http
             .post(format!("{}/v1/t", app.base))
@@ -167,10 +238,16 @@ async fn gzip_and_deflate_bodies_are_decoded_and_bombs_refused() {
     let source = app.create_source("zip").await;
     let body = json!({"batch": [track("gz")], "writeKey": source.write_key}).to_string();
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    zlib.write_all(json!({"batch": [track("zlib")]}).to_string().as_bytes()).unwrap();
+    zlib.write_all(json!({"batch": [track("zlib")]}).to_string().as_bytes())
+        .unwrap();
     let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    raw.write_all(json!({"batch": [track("raw")]}).to_string().as_bytes()).unwrap();
-    for (encoding, bytes) in [("gzip", gzip(body.as_bytes())), ("deflate", zlib.finish().unwrap()), ("deflate", raw.finish().unwrap())] {
+    raw.write_all(json!({"batch": [track("raw")]}).to_string().as_bytes())
+        .unwrap();
+    for (encoding, bytes) in [
+        ("gzip", gzip(body.as_bytes())),
+        ("deflate", zlib.finish().unwrap()),
+        ("deflate", raw.finish().unwrap()),
+    ] {
         let response = app
             .http
             .post(format!("{}/v1/b", app.base))
@@ -232,26 +309,58 @@ async fn gzip_and_deflate_bodies_are_decoded_and_bombs_refused() {
 #[tokio::test]
 async fn routing_errors_carry_the_json_shape_and_cors() {
     let app = spawn().await;
-    let response = app.http.post(format!("{}/v1/nothing", app.base)).header("origin", "https://shop.example").send().await.unwrap();
-    assert_eq!(response.headers()["access-control-allow-origin"], "https://shop.example");
+    let response = app
+        .http
+        .post(format!("{}/v1/nothing", app.base))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     assert_error(response, 404, "not_found").await;
-    let response = app.http.get(format!("{}/v1/track", app.base)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/v1/track", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 405, "method_not_allowed").await;
-    let response = app.http.put(format!("{}/v1/batch", app.base)).send().await.unwrap();
+    let response = app
+        .http
+        .put(format!("{}/v1/batch", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_error(response, 405, "method_not_allowed").await;
     let response = app
         .http
         .request(reqwest::Method::OPTIONS, format!("{}/v1/t", app.base))
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, x-retry-count")
+        .header(
+            "access-control-request-headers",
+            "authorization, x-retry-count",
+        )
         .send()
         .await
         .unwrap();
     assert!(response.status().is_success());
-    let allowed = response.headers()["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("x-retry-count") && allowed.contains("content-type"));
-    assert!(response.headers()["access-control-expose-headers"].to_str().unwrap().contains("Retry-After"));
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization")
+            && allowed.contains("x-retry-count")
+            && allowed.contains("content-type")
+    );
+    assert!(response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Retry-After"));
 }
 
 #[tokio::test]
@@ -275,32 +384,64 @@ async fn events_are_normalised_per_the_segment_spec() {
             {"type": "page", "userId": "u3", "name": "Home"},
         ]
     });
-    assert_eq!(app.post("/v1/batch", &source.write_key, &body).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/batch", &source.write_key, &body)
+            .await
+            .status(),
+        200
+    );
     // A single event without sentAt keeps its own timestamp.
-    let single = json!({"userId": "u4", "event": "Kept", "timestamp": "2026-12-01T00:00:00.123456+02:00"});
-    assert_eq!(app.post("/v1/track", &source.write_key, &single).await.status(), 200);
+    let single =
+        json!({"userId": "u4", "event": "Kept", "timestamp": "2026-12-01T00:00:00.123456+02:00"});
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &single)
+            .await
+            .status(),
+        200
+    );
 
     let stored = app.events(&source).await;
     assert_eq!(stored.len(), 4);
     let identify = &stored[0];
     assert_eq!(identify["userId"], "42", "numeric userId becomes a string");
     assert!(identify.get("anonymousId").is_none(), "null is absent");
-    assert_ne!(identify["messageId"], "batch-level-id", "the envelope messageId must not be copied");
-    assert!(identify["messageId"].as_str().unwrap().len() >= 32, "messageId generated");
+    assert_ne!(
+        identify["messageId"], "batch-level-id",
+        "the envelope messageId must not be copied"
+    );
+    assert!(
+        identify["messageId"].as_str().unwrap().len() >= 32,
+        "messageId generated"
+    );
     assert_eq!(identify["receivedAt"], "2026-12-04T12:00:00.000Z");
     assert_eq!(identify["originalTimestamp"], "2026-12-04T11:00:00.000Z");
     assert_eq!(identify["sentAt"], "2026-12-04T11:00:10.000Z");
     assert_eq!(identify["timestamp"], "2026-12-04T11:59:50.000Z");
-    assert_eq!(identify["context"]["locale"], "en-GB", "the event's context keys win");
-    assert_eq!(identify["context"]["library"]["name"], "analytics-go", "envelope context merged in");
-    assert_eq!(identify["context"]["ip"], "127.0.0.1", "ip filled from the peer");
-    assert_eq!(identify["integrations"], json!({"All": true, "Mixpanel": true}));
+    assert_eq!(
+        identify["context"]["locale"], "en-GB",
+        "the event's context keys win"
+    );
+    assert_eq!(
+        identify["context"]["library"]["name"], "analytics-go",
+        "envelope context merged in"
+    );
+    assert_eq!(
+        identify["context"]["ip"], "127.0.0.1",
+        "ip filled from the peer"
+    );
+    assert_eq!(
+        identify["integrations"],
+        json!({"All": true, "Mixpanel": true})
+    );
     assert_eq!(identify["traits"]["plan"], "pro");
 
     let track = &stored[1];
     assert_eq!(track["sentAt"], "2026-12-04T11:59:55.000Z");
     assert_eq!(track["timestamp"], "2026-12-04T11:59:55.000Z");
-    assert_eq!(track["context"]["ip"], "198.51.100.1", "an explicit ip is kept");
+    assert_eq!(
+        track["context"]["ip"], "198.51.100.1",
+        "an explicit ip is kept"
+    );
     assert!(track.get("userId").is_none());
 
     let page = &stored[2];
@@ -323,13 +464,31 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
             .body(track(id).to_string())
             .send()
     };
-    assert_eq!(send(&untrusted, &source.write_key, "a").await.unwrap().status(), 200);
-    assert_eq!(untrusted.events(&source).await[0]["context"]["ip"], "127.0.0.1");
+    assert_eq!(
+        send(&untrusted, &source.write_key, "a")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        untrusted.events(&source).await[0]["context"]["ip"],
+        "127.0.0.1"
+    );
 
     let trusted = spawn_with(|c| c.collector.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
     let source = trusted.create_source("xff").await;
-    assert_eq!(send(&trusted, &source.write_key, "b").await.unwrap().status(), 200);
-    assert_eq!(trusted.events(&source).await[0]["context"]["ip"], "203.0.113.7");
+    assert_eq!(
+        send(&trusted, &source.write_key, "b")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        trusted.events(&source).await[0]["context"]["ip"],
+        "203.0.113.7"
+    );
 }
 
 #[tokio::test]
@@ -358,13 +517,31 @@ async fn partial_batches_keep_the_valid_events_and_record_the_rest() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let expected = [
-        (1, "missing_field"), (2, "missing_field"), (3, "invalid_field"), (4, "invalid_timestamp"),
-        (5, "event_too_large"), (6, "invalid_event"), (7, "missing_field"), (8, "missing_field"), (9, "invalid_field"),
+        (1, "missing_field"),
+        (2, "missing_field"),
+        (3, "invalid_field"),
+        (4, "invalid_timestamp"),
+        (5, "event_too_large"),
+        (6, "invalid_event"),
+        (7, "missing_field"),
+        (8, "missing_field"),
+        (9, "invalid_field"),
     ];
-    assert_eq!(rejected, expected.iter().map(|(i, c)| (*i, c.to_string())).collect::<Vec<_>>());
+    assert_eq!(
+        rejected,
+        expected
+            .iter()
+            .map(|(i, c)| (*i, c.to_string()))
+            .collect::<Vec<_>>()
+    );
     let big_message = answer["rejected"][4]["message"].as_str().unwrap();
     assert!(big_message.contains("32768"), "{big_message}");
     let page = app.events_page(&source).await;
@@ -372,12 +549,30 @@ async fn partial_batches_keep_the_valid_events_and_record_the_rest() {
     assert_eq!(page["rejected"].as_array().unwrap().len(), 9);
 
     // Every event invalid: 400 with the same detail, and still recorded.
-    let body = json!({"batch": [{"type": "track", "userId": "u"}, {"type": "group", "userId": "u"}]});
-    let error = assert_error(app.post("/v1/batch", &source.write_key, &body).await, 400, "invalid_batch").await;
+    let body =
+        json!({"batch": [{"type": "track", "userId": "u"}, {"type": "group", "userId": "u"}]});
+    let error = assert_error(
+        app.post("/v1/batch", &source.write_key, &body).await,
+        400,
+        "invalid_batch",
+    )
+    .await;
     assert_eq!(error["rejected"].as_array().unwrap().len(), 2);
-    assert_eq!(app.events_page(&source).await["rejected"].as_array().unwrap().len(), 11);
+    assert_eq!(
+        app.events_page(&source).await["rejected"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
     // A single invalid event is a 400 naming the problem.
-    let error = assert_error(app.post("/v1/track", &source.write_key, &json!({"userId": "u"})).await, 400, "missing_field").await;
+    let error = assert_error(
+        app.post("/v1/track", &source.write_key, &json!({"userId": "u"}))
+            .await,
+        400,
+        "missing_field",
+    )
+    .await;
     assert!(error["message"].as_str().unwrap().contains("event"));
 }
 
@@ -385,19 +580,49 @@ async fn partial_batches_keep_the_valid_events_and_record_the_rest() {
 async fn request_limits_are_enforced_and_named() {
     let app = spawn().await;
     let source = app.create_source("limits").await;
-    let too_many: Vec<Value> = (0..2_501).map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()})).collect();
-    let error = assert_error(app.post("/v1/batch", &source.write_key, &json!({"batch": too_many})).await, 400, "too_many_events").await;
+    let too_many: Vec<Value> = (0..2_501)
+        .map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()}))
+        .collect();
+    let error = assert_error(
+        app.post("/v1/batch", &source.write_key, &json!({"batch": too_many}))
+            .await,
+        400,
+        "too_many_events",
+    )
+    .await;
     assert!(error["message"].as_str().unwrap().contains("2500"));
-    let exactly: Vec<Value> = (0..2_500).map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()})).collect();
-    assert_eq!(app.post("/v1/batch", &source.write_key, &json!({"batch": exactly})).await.status(), 200);
+    let exactly: Vec<Value> = (0..2_500)
+        .map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()}))
+        .collect();
+    assert_eq!(
+        app.post("/v1/batch", &source.write_key, &json!({"batch": exactly}))
+            .await
+            .status(),
+        200
+    );
 
     let oversize: Vec<Value> = (0..20).map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("o{i}"), "properties": {"pad": "y".repeat(30_000)}})).collect();
-    let error = assert_error(app.post("/v1/batch", &source.write_key, &json!({"batch": oversize})).await, 413, "payload_too_large").await;
+    let error = assert_error(
+        app.post("/v1/batch", &source.write_key, &json!({"batch": oversize}))
+            .await,
+        413,
+        "payload_too_large",
+    )
+    .await;
     assert!(error["message"].as_str().unwrap().contains("512000"));
     let single = json!({"userId": "u", "event": "E", "properties": {"pad": "z".repeat(40_000)}});
-    let error = assert_error(app.post("/v1/track", &source.write_key, &single).await, 400, "event_too_large").await;
+    let error = assert_error(
+        app.post("/v1/track", &source.write_key, &single).await,
+        400,
+        "event_too_large",
+    )
+    .await;
     assert!(error["message"].as_str().unwrap().contains("32768"));
-    assert_eq!(app.events(&source).await.len(), 1000, "only the page limit of the 2,500 accepted");
+    assert_eq!(
+        app.events(&source).await.len(),
+        1000,
+        "only the page limit of the 2,500 accepted"
+    );
 }
 
 #[tokio::test]
@@ -405,15 +630,34 @@ async fn duplicates_are_acknowledged_and_stored_once_across_restarts() {
     let app = spawn().await;
     let source = app.create_source("dupes").await;
     for _ in 0..2 {
-        assert_eq!(app.post("/v1/batch", &source.write_key, &json!({"batch": [track("same"), track("same")]})).await.status(), 200);
+        assert_eq!(
+            app.post(
+                "/v1/batch",
+                &source.write_key,
+                &json!({"batch": [track("same"), track("same")]})
+            )
+            .await
+            .status(),
+            200
+        );
     }
     assert_eq!(app.events(&source).await.len(), 1);
     let app = app.restart().await;
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("same")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("same"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(app.events(&source).await.len(), 1);
     // Another source may use the same messageId.
     let other = app.create_source("other").await;
-    assert_eq!(app.post("/v1/track", &other.write_key, &track("same")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &other.write_key, &track("same"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(app.events(&other).await.len(), 1);
 }
 
@@ -421,12 +665,27 @@ async fn duplicates_are_acknowledged_and_stored_once_across_restarts() {
 async fn dedupe_window_is_configurable() {
     let app = spawn_with(|c| c.collector.dedupe_window = "10m".into()).await;
     let source = app.create_source("window").await;
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("w")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("w"))
+            .await
+            .status(),
+        200
+    );
     app.clock.advance(chrono::Duration::minutes(9));
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("w")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("w"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(app.events(&source).await.len(), 1);
     app.clock.advance(chrono::Duration::minutes(2));
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("w")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("w"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(app.events(&source).await.len(), 2);
 }
 
@@ -443,15 +702,34 @@ async fn rate_limited_sources_get_429_with_both_headers() {
         .await
         .unwrap();
     assert_eq!(patched.status(), 200);
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("r1")).await.status(), 200);
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("r2")).await.status(), 200);
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("r1"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("r2"))
+            .await
+            .status(),
+        200
+    );
     let limited = app.post("/v1/track", &source.write_key, &track("r3")).await;
     assert_eq!(limited.headers()["retry-after"], "1");
     assert_eq!(limited.headers()["x-ratelimit-reset"], "1");
     assert_error(limited, 429, "rate_limited").await;
     app.clock.advance(chrono::Duration::seconds(1));
-    assert_eq!(app.post("/v1/track", &source.write_key, &track("r3")).await.status(), 200);
-    assert_eq!(app.events(&source).await.len(), 3, "nothing of the refused request was stored");
+    assert_eq!(
+        app.post("/v1/track", &source.write_key, &track("r3"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.events(&source).await.len(),
+        3,
+        "nothing of the refused request was stored"
+    );
 }
 
 #[tokio::test]
@@ -459,7 +737,9 @@ async fn a_log_that_cannot_persist_answers_503_never_200() {
     let app = spawn().await;
     let source = app.create_source("closing").await;
     app.server.log.close().await;
-    let response = app.post("/v1/track", &source.write_key, &track("lost?")).await;
+    let response = app
+        .post("/v1/track", &source.write_key, &track("lost?"))
+        .await;
     assert!(response.headers().contains_key("retry-after"));
     assert_error(response, 503, "unavailable").await;
 }
@@ -467,9 +747,20 @@ async fn a_log_that_cannot_persist_answers_503_never_200() {
 #[tokio::test]
 async fn admin_api_requires_the_token() {
     let app = spawn().await;
-    let response = app.http.get(format!("{}/api/v1/sources", app.base)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/api/v1/sources", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let response = app.http.get(format!("{}/api/v1/sources", app.base)).bearer_auth("wrong").send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/api/v1/sources", app.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let response = app
         .http
@@ -480,7 +771,10 @@ async fn admin_api_requires_the_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), 422);
-    assert_eq!(response.json::<Value>().await.unwrap()["fields"], json!(["name"]));
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["fields"],
+        json!(["name"])
+    );
     app.create_source("dup").await;
     let response = app
         .http

@@ -11,7 +11,9 @@ use std::time::Duration;
 pub const TOKEN: &str = "test-admin-token";
 
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).single().expect("date")
+    Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0)
+        .single()
+        .expect("date")
 }
 
 pub struct TestApp {
@@ -24,10 +26,12 @@ pub struct TestApp {
 }
 
 pub fn test_config(dir: &tempfile::TempDir) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".into();
-    config.data_dir = dir.path().to_path_buf();
-    config.admin_token = TOKEN.into();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: TOKEN.into(),
+        ..Config::default()
+    };
     config.log.durability = sluice_log::Durability::None;
     config
 }
@@ -45,10 +49,22 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 pub async fn start_in(dir: Arc<tempfile::TempDir>, config: Config) -> TestApp {
     let clock = Arc::new(ManualClock::new(t0()));
-    let server = sluice::start(config.clone(), clock.clone()).await.expect("start");
+    let server = sluice::start(config.clone(), clock.clone())
+        .await
+        .expect("start");
     let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
-    TestApp { server, base, http, clock, config, dir }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    TestApp {
+        server,
+        base,
+        http,
+        clock,
+        config,
+        dir,
+    }
 }
 
 pub struct SourceInfo {
@@ -58,7 +74,12 @@ pub struct SourceInfo {
 
 impl TestApp {
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, dir, config, .. } = self;
+        let TestApp {
+            server,
+            dir,
+            config,
+            ..
+        } = self;
         server.shutdown().await;
         start_in(dir, config).await
     }
@@ -91,7 +112,10 @@ impl TestApp {
     pub async fn events_page(&self, source: &SourceInfo) -> Value {
         let response = self
             .http
-            .get(format!("{}/api/v1/sources/{}/events?limit=1000", self.base, source.id))
+            .get(format!(
+                "{}/api/v1/sources/{}/events?limit=1000",
+                self.base, source.id
+            ))
             .bearer_auth(TOKEN)
             .send()
             .await
@@ -117,11 +141,16 @@ impl TestApp {
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status, "status");
     assert!(
-        response.headers().contains_key("access-control-allow-origin"),
+        response
+            .headers()
+            .contains_key("access-control-allow-origin"),
         "error {status} without CORS headers"
     );
     let body: Value = response.json().await.expect("error body is JSON");
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     body
 }
