@@ -166,12 +166,8 @@ async fn unknown_missing_and_deleted_keys_get_401() {
         .await
         .unwrap();
     assert_error(response, 401, "invalid_authorization").await;
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("ok"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("ok"))
+        .await;
     let deleted = app
         .http
         .delete(format!("{}/api/v1/sources/{}", app.base, source.id))
@@ -384,21 +380,11 @@ async fn events_are_normalised_per_the_segment_spec() {
             {"type": "page", "userId": "u3", "name": "Home"},
         ]
     });
-    assert_eq!(
-        app.post("/v1/batch", &source.write_key, &body)
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/batch", &source.write_key, &body).await;
     // A single event without sentAt keeps its own timestamp.
     let single =
         json!({"userId": "u4", "event": "Kept", "timestamp": "2026-12-01T00:00:00.123456+02:00"});
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &single)
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &single).await;
 
     let stored = app.events(&source).await;
     assert_eq!(stored.len(), 4);
@@ -594,12 +580,8 @@ async fn request_limits_are_enforced_and_named() {
     let exactly: Vec<Value> = (0..2_500)
         .map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": i.to_string()}))
         .collect();
-    assert_eq!(
-        app.post("/v1/batch", &source.write_key, &json!({"batch": exactly}))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/batch", &source.write_key, &json!({"batch": exactly}))
+        .await;
 
     let oversize: Vec<Value> = (0..20).map(|i| json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("o{i}"), "properties": {"pad": "y".repeat(30_000)}})).collect();
     let error = assert_error(
@@ -630,34 +612,22 @@ async fn duplicates_are_acknowledged_and_stored_once_across_restarts() {
     let app = spawn().await;
     let source = app.create_source("dupes").await;
     for _ in 0..2 {
-        assert_eq!(
-            app.post(
-                "/v1/batch",
-                &source.write_key,
-                &json!({"batch": [track("same"), track("same")]})
-            )
-            .await
-            .status(),
-            200
-        );
+        app.post_ok(
+            "/v1/batch",
+            &source.write_key,
+            &json!({"batch": [track("same"), track("same")]}),
+        )
+        .await;
     }
     assert_eq!(app.events(&source).await.len(), 1);
     let app = app.restart().await;
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("same"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("same"))
+        .await;
     assert_eq!(app.events(&source).await.len(), 1);
     // Another source may use the same messageId.
     let other = app.create_source("other").await;
-    assert_eq!(
-        app.post("/v1/track", &other.write_key, &track("same"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &other.write_key, &track("same"))
+        .await;
     assert_eq!(app.events(&other).await.len(), 1);
 }
 
@@ -665,27 +635,15 @@ async fn duplicates_are_acknowledged_and_stored_once_across_restarts() {
 async fn dedupe_window_is_configurable() {
     let app = spawn_with(|c| c.collector.dedupe_window = "10m".into()).await;
     let source = app.create_source("window").await;
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("w"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("w"))
+        .await;
     app.clock.advance(chrono::Duration::minutes(9));
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("w"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("w"))
+        .await;
     assert_eq!(app.events(&source).await.len(), 1);
     app.clock.advance(chrono::Duration::minutes(2));
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("w"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("w"))
+        .await;
     assert_eq!(app.events(&source).await.len(), 2);
 }
 
@@ -702,29 +660,17 @@ async fn rate_limited_sources_get_429_with_both_headers() {
         .await
         .unwrap();
     assert_eq!(patched.status(), 200);
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("r1"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("r2"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("r1"))
+        .await;
+    app.post_ok("/v1/track", &source.write_key, &track("r2"))
+        .await;
     let limited = app.post("/v1/track", &source.write_key, &track("r3")).await;
     assert_eq!(limited.headers()["retry-after"], "1");
     assert_eq!(limited.headers()["x-ratelimit-reset"], "1");
     assert_error(limited, 429, "rate_limited").await;
     app.clock.advance(chrono::Duration::seconds(1));
-    assert_eq!(
-        app.post("/v1/track", &source.write_key, &track("r3"))
-            .await
-            .status(),
-        200
-    );
+    app.post_ok("/v1/track", &source.write_key, &track("r3"))
+        .await;
     assert_eq!(
         app.events(&source).await.len(),
         3,

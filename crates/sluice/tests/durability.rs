@@ -133,22 +133,12 @@ async fn retention_trims_by_age_but_never_above_a_destination_cursor() {
     let source = app.create_source("old").await;
     for id in ["old-1", "old-2", "old-3"] {
         let body = json!({"userId": "u", "event": "E", "messageId": id});
-        assert_eq!(
-            app.post("/v1/track", &source.write_key, &body)
-                .await
-                .status(),
-            200
-        );
+        app.post_ok("/v1/track", &source.write_key, &body).await;
     }
     app.clock.advance(chrono::Duration::days(2));
     for id in ["new-1", "new-2"] {
         let body = json!({"userId": "u", "event": "E", "messageId": id});
-        assert_eq!(
-            app.post("/v1/track", &source.write_key, &body)
-                .await
-                .status(),
-            200
-        );
+        app.post_ok("/v1/track", &source.write_key, &body).await;
     }
     let seqs: Vec<u64> = app
         .server
@@ -190,15 +180,7 @@ async fn retention_trims_by_age_but_never_above_a_destination_cursor() {
         .await
         .unwrap();
     assert_eq!(retain().await.unwrap(), 1);
-    let left: Vec<String> = app
-        .server
-        .log
-        .read(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.event.message_id().to_owned())
-        .collect();
+    let left = app.logged_message_ids().await;
     assert_eq!(left, ["old-2", "old-3", "new-1", "new-2"]);
 
     app.server
@@ -207,15 +189,7 @@ async fn retention_trims_by_age_but_never_above_a_destination_cursor() {
         .await
         .unwrap();
     assert_eq!(retain().await.unwrap(), 2);
-    let left: Vec<String> = app
-        .server
-        .log
-        .read(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.event.message_id().to_owned())
-        .collect();
+    let left = app.logged_message_ids().await;
     assert_eq!(
         left,
         ["new-1", "new-2"],

@@ -124,6 +124,28 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// POSTs and asserts a 200.
+    pub async fn post_ok(&self, path: &str, key: &str, body: &Value) {
+        let response = self.post(path, key, body).await;
+        let status = response.status();
+        assert_eq!(
+            status,
+            200,
+            "{path}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// The messageIds in the log, in sequence order.
+    pub async fn logged_message_ids(&self) -> Vec<String> {
+        use sluice_log::EventLog;
+        let events = self.server.log.read(0, 100_000).await.expect("read");
+        events
+            .iter()
+            .map(|e| e.event.message_id().to_owned())
+            .collect()
+    }
+
     /// POSTs `body` to `path` with Basic auth for `key`.
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
         self.http
