@@ -1,6 +1,7 @@
 //! A normalised Segment event, as it is stored in the log and handed to destinations.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -61,50 +62,117 @@ impl fmt::Display for EventType {
     }
 }
 
-/// A validated, normalised event. Invariants (established by [`crate::ingest`]): it is a JSON
-/// object with a valid `type`, a string `messageId`, at least one of `userId`/`anonymousId` as a
-/// non-empty string, `receivedAt` and `timestamp`, and no `writeKey`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Event(Map<String, Value>);
+/// A validated, normalised event, held as its JSON text (which is what the log stores and the
+/// API returns) plus the few fields every layer asks for. Invariants (established by
+/// [`crate::ingest`]): a JSON object with a valid `type`, a string `messageId`, at least one of
+/// `userId`/`anonymousId` as a non-empty string, `receivedAt` and `timestamp`, no `writeKey`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    json: Box<RawValue>,
+    message_id: String,
+    event_type: Option<EventType>,
+    user_id: Option<String>,
+    anonymous_id: Option<String>,
+}
+
+/// The fields read back from stored JSON.
+#[derive(Deserialize)]
+struct Identity {
+    #[serde(rename = "type")]
+    event_type: Option<EventType>,
+    #[serde(rename = "messageId", default)]
+    message_id: String,
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
+    #[serde(rename = "anonymousId")]
+    anonymous_id: Option<String>,
+}
 
 impl Event {
-    /// Wraps an already-normalised object (for example one read back from the log).
+    /// Built by the normaliser, which already knows the identity fields.
+    pub(crate) fn new(
+        json: Box<RawValue>,
+        message_id: String,
+        event_type: EventType,
+        user_id: Option<String>,
+        anonymous_id: Option<String>,
+    ) -> Self {
+        Self {
+            json,
+            message_id,
+            event_type: Some(event_type),
+            user_id,
+            anonymous_id,
+        }
+    }
+
+    /// Reads an event back from its stored JSON.
+    pub fn from_json(json: String) -> Result<Self, serde_json::Error> {
+        let identity: Identity = serde_json::from_str(&json)?;
+        Ok(Self {
+            json: RawValue::from_string(json)?,
+            message_id: identity.message_id,
+            event_type: identity.event_type,
+            user_id: identity.user_id,
+            anonymous_id: identity.anonymous_id,
+        })
+    }
+
+    /// Wraps an already-normalised object (tests, fixtures).
     pub fn from_normalised(fields: Map<String, Value>) -> Self {
-        Self(fields)
+        let json = serde_json::to_string(&fields).unwrap_or_else(|_| "{}".into());
+        // Serialised JSON always reads back.
+        Self::from_json(json).unwrap_or_else(|_| Self {
+            json: RawValue::from_string("{}".into()).unwrap_or_default(),
+            message_id: String::new(),
+            event_type: None,
+            user_id: None,
+            anonymous_id: None,
+        })
     }
 
-    pub fn fields(&self) -> &Map<String, Value> {
-        &self.0
-    }
-
-    pub fn into_fields(self) -> Map<String, Value> {
-        self.0
-    }
-
-    fn str_field(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+    /// The event as a JSON object (parses the text).
+    pub fn fields(&self) -> Map<String, Value> {
+        serde_json::from_str(self.json.get()).unwrap_or_default()
     }
 
     pub fn event_type(&self) -> Option<EventType> {
-        self.str_field("type").and_then(EventType::from_name)
+        self.event_type
     }
 
     pub fn message_id(&self) -> &str {
-        self.str_field("messageId").unwrap_or_default()
+        &self.message_id
     }
 
     pub fn user_id(&self) -> Option<&str> {
-        self.str_field("userId")
+        self.user_id.as_deref()
     }
 
     pub fn anonymous_id(&self) -> Option<&str> {
-        self.str_field("anonymousId")
+        self.anonymous_id.as_deref()
     }
 
-    pub fn to_json(&self) -> String {
-        // A map of JSON values always serialises.
-        serde_json::to_string(&self.0).unwrap_or_default()
+    /// The stored JSON text.
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+
+    /// `(messageId, JSON text)`, without copying the text.
+    pub fn into_message_id_and_json(self) -> (String, String) {
+        let json: Box<str> = self.json.into();
+        (self.message_id, json.into())
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.get() == other.json.get()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
     }
 }
 

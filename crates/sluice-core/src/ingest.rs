@@ -25,7 +25,7 @@ use crate::time::{format_timestamp, parse_timestamp};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// What the collector knows about the request besides its body.
@@ -88,22 +88,23 @@ pub fn parse_single(
     body: &[u8],
     ctx: &IngestContext,
 ) -> Result<ParsedRequest, RequestError> {
-    let raw: &RawValue = parse_json(body)?;
-    let mut request = ParsedRequest::default();
-    let fields = match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => return Err(RequestError::NotAnObject),
-        Err(e) => return Err(RequestError::MalformedJson(e.to_string())),
+    check_not_empty(body)?;
+    check_depth(body, ctx.limits.max_nesting_depth)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
+        .trim();
+    let fields: TopLevel<'_> = serde_json::from_str(text).map_err(|e| classify(e, text))?;
+    let mut request = ParsedRequest {
+        body_write_key: write_key_of(&fields),
+        ..ParsedRequest::default()
     };
-    request.body_write_key = string_field(&fields, "writeKey");
-    let envelope = Envelope::default();
     admit(
         &mut request,
         0,
-        raw.get(),
+        text,
         Some(event_type),
         fields,
-        &envelope,
+        &Envelope::default(),
         ctx,
     );
     Ok(request)
@@ -111,20 +112,18 @@ pub fn parse_single(
 
 /// Parses a batch envelope (`/v1/batch`, `/v1/import`, `/v1/b`).
 pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, RequestError> {
-    let raw: &RawValue = parse_json(body)?;
-    let wire: WireEnvelope = serde_json::from_str(raw.get()).map_err(|e| {
-        if e.is_data() {
-            RequestError::NotAnObject
-        } else {
-            RequestError::MalformedJson(e.to_string())
-        }
-    })?;
-    let items: Vec<&RawValue> = match wire.batch {
-        Some(batch) => {
-            serde_json::from_str(batch.get()).map_err(|_| RequestError::BatchNotArray)?
-        }
-        None => return Err(RequestError::BatchNotArray),
-    };
+    check_not_empty(body)?;
+    check_depth(body, ctx.limits.max_nesting_depth)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
+        .trim();
+    let wire: WireEnvelope<'_> =
+        serde_json::from_str(text).map_err(|e| match classify(e, text) {
+            // The body is an object, so a type error is about `batch`.
+            RequestError::NotAnObject if text.starts_with('{') => RequestError::BatchNotArray,
+            other => other,
+        })?;
+    let items = wire.batch.ok_or(RequestError::BatchNotArray)?;
     if items.len() > ctx.limits.max_batch_events {
         return Err(RequestError::TooManyEvents {
             count: items.len(),
@@ -132,89 +131,145 @@ pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, Re
         });
     }
     let envelope = Envelope {
-        context: object_or_none(wire.context),
-        integrations: object_or_none(wire.integrations),
-        sent_at: wire.sent_at.filter(|v| !v.is_null()),
+        context: wire.context.and_then(object_entries),
+        integrations: wire.integrations.and_then(object_entries),
+        sent_at: wire.sent_at.filter(|raw| !is_null(raw)),
     };
     let mut request = ParsedRequest {
-        body_write_key: wire.write_key.and_then(|v| v.as_str().map(str::to_owned)),
+        body_write_key: wire.write_key.and_then(|raw| string_value(raw)),
         ..ParsedRequest::default()
     };
     for (index, item) in items.into_iter().enumerate() {
         let text = item.get();
         if text.len() > ctx.limits.max_event_bytes {
+            request.rejected.push(too_large(index, text, ctx.limits));
+            continue;
+        }
+        let Ok(fields) = serde_json::from_str::<TopLevel<'_>>(text) else {
             request.rejected.push(rejection(
                 index,
-                "event_too_large",
-                format!(
-                    "the event is {} bytes; the limit is {} bytes per event",
-                    text.len(),
-                    ctx.limits.max_event_bytes
-                ),
+                "invalid_event",
+                "each batch item must be a JSON object".into(),
                 text,
             ));
             continue;
-        }
-        let fields = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(fields)) => fields,
-            _ => {
-                request.rejected.push(rejection(
-                    index,
-                    "invalid_event",
-                    "each batch item must be a JSON object".into(),
-                    text,
-                ));
-                continue;
-            }
         };
         if request.body_write_key.is_none() {
-            request.body_write_key = string_field(&fields, "writeKey");
+            request.body_write_key = write_key_of(&fields);
         }
         admit(&mut request, index, text, None, fields, &envelope, ctx);
     }
     Ok(request)
 }
 
-fn parse_json(body: &[u8]) -> Result<&RawValue, RequestError> {
+/// An event's top level: keys with their values left as raw JSON text, so nested objects
+/// (properties, traits, context.page ...) are copied through without being rebuilt.
+type TopLevel<'a> = BTreeMap<String, &'a RawValue>;
+
+fn check_not_empty(body: &[u8]) -> Result<(), RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(RequestError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))
+    Ok(())
+}
+
+/// Refuses bodies nested deeper than `limit` arrays/objects, in one pass over the bytes.
+fn check_depth(body: &[u8], limit: usize) -> Result<(), RequestError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(RequestError::MalformedJson(format!(
+                        "the body nests arrays and objects deeper than {limit} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn classify(error: serde_json::Error, text: &str) -> RequestError {
+    match error.classify() {
+        serde_json::error::Category::Data if !text.starts_with('{') => RequestError::NotAnObject,
+        serde_json::error::Category::Data => RequestError::NotAnObject,
+        _ => RequestError::MalformedJson(error.to_string()),
+    }
 }
 
 /// The envelope fields that may reach events.
 #[derive(Debug, Default)]
-struct Envelope {
-    context: Option<Map<String, Value>>,
-    integrations: Option<Map<String, Value>>,
-    sent_at: Option<Value>,
+struct Envelope<'a> {
+    context: Option<TopLevel<'a>>,
+    integrations: Option<TopLevel<'a>>,
+    sent_at: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct WireEnvelope<'a> {
     #[serde(borrow)]
-    batch: Option<&'a RawValue>,
-    context: Option<Value>,
-    integrations: Option<Value>,
-    #[serde(rename = "sentAt")]
-    sent_at: Option<Value>,
-    #[serde(rename = "writeKey")]
-    write_key: Option<Value>,
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow)]
+    integrations: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(rename = "writeKey", borrow)]
+    write_key: Option<&'a RawValue>,
 }
 
-fn object_or_none(value: Option<Value>) -> Option<Map<String, Value>> {
-    match value {
-        Some(Value::Object(map)) => Some(map),
-        _ => None,
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// The entries of a raw JSON object; `None` for anything else.
+fn object_entries(raw: &RawValue) -> Option<TopLevel<'_>> {
+    if raw.get().starts_with('{') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
     }
 }
 
-fn string_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
-    fields
-        .get(key)
-        .and_then(Value::as_str)
+fn string_value(raw: &RawValue) -> Option<String> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<String>(raw.get())
+        .ok()
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+}
+
+fn write_key_of(fields: &TopLevel<'_>) -> Option<String> {
+    fields.get("writeKey").and_then(|raw| string_value(raw))
+}
+
+fn too_large(index: usize, text: &str, limits: Limits) -> Rejection {
+    rejection(
+        index,
+        "event_too_large",
+        format!(
+            "the event is {} bytes; the limit is {} bytes per event",
+            text.len(),
+            limits.max_event_bytes
+        ),
+        text,
+    )
 }
 
 fn rejection(index: usize, code: &'static str, message: String, payload: &str) -> Rejection {
@@ -235,21 +290,12 @@ fn admit(
     index: usize,
     raw: &str,
     endpoint_type: Option<EventType>,
-    fields: Map<String, Value>,
-    envelope: &Envelope,
+    fields: TopLevel<'_>,
+    envelope: &Envelope<'_>,
     ctx: &IngestContext,
 ) {
     if raw.len() > ctx.limits.max_event_bytes {
-        request.rejected.push(rejection(
-            index,
-            "event_too_large",
-            format!(
-                "the event is {} bytes; the limit is {} bytes per event",
-                raw.len(),
-                ctx.limits.max_event_bytes
-            ),
-            raw,
-        ));
+        request.rejected.push(too_large(index, raw, ctx.limits));
         return;
     }
     match normalise(fields, endpoint_type, envelope, ctx) {
@@ -272,88 +318,120 @@ fn invalid(code: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
+fn kind(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
+    }
+}
+
 /// Reads an identifier that may be sent as a string or a number. `Ok(None)` when absent.
-fn take_id(fields: &mut Map<String, Value>, key: &str) -> Result<Option<String>, Invalid> {
-    match fields.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(invalid(
+fn take_id(fields: &mut TopLevel<'_>, key: &str) -> Result<Option<String>, Invalid> {
+    let Some(raw) = fields.remove(key) else {
+        return Ok(None);
+    };
+    match raw.get().as_bytes().first() {
+        Some(b'"') => Ok(string_value(raw)),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(raw.get().to_owned())),
+        _ if is_null(raw) => Ok(None),
+        _ => Err(invalid(
             "invalid_field",
-            format!("`{key}` must be a string or a number, not {}", kind(&other)),
+            format!("`{key}` must be a string or a number, not {}", kind(raw)),
         )),
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+fn take_timestamp(fields: &mut TopLevel<'_>, key: &str) -> Result<Option<DateTime<Utc>>, Invalid> {
+    match fields.remove(key) {
+        None => Ok(None),
+        Some(raw) if is_null(raw) => Ok(None),
+        Some(raw) => timestamp_value(raw, key).map(Some),
     }
 }
 
-fn take_timestamp(
-    fields: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<DateTime<Utc>>, Invalid> {
-    match fields.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => timestamp_value(&value, key).map(Some),
-    }
+fn timestamp_value(raw: &RawValue, key: &str) -> Result<DateTime<Utc>, Invalid> {
+    string_value(raw)
+        .as_deref()
+        .and_then(parse_timestamp)
+        .ok_or_else(|| {
+            invalid(
+                "invalid_timestamp",
+                format!("`{key}` is not an ISO-8601 timestamp"),
+            )
+        })
 }
 
-fn timestamp_value(value: &Value, key: &str) -> Result<DateTime<Utc>, Invalid> {
-    value.as_str().and_then(parse_timestamp).ok_or_else(|| {
-        invalid(
-            "invalid_timestamp",
-            format!("`{key}` is not an ISO-8601 timestamp"),
-        )
-    })
-}
-
-fn take_object(
-    fields: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<Map<String, Value>>, Invalid> {
+fn take_object<'a>(fields: &mut TopLevel<'a>, key: &str) -> Result<Option<TopLevel<'a>>, Invalid> {
     match fields.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(map)) => Ok(Some(map)),
-        Some(other) => Err(invalid(
-            "invalid_field",
-            format!("`{key}` must be an object, not {}", kind(&other)),
-        )),
+        None => Ok(None),
+        Some(raw) if is_null(raw) => Ok(None),
+        Some(raw) => object_entries(raw).map(Some).ok_or_else(|| {
+            invalid(
+                "invalid_field",
+                format!("`{key}` must be an object, not {}", kind(raw)),
+            )
+        }),
     }
 }
 
 /// Adds each envelope key the event does not already have (the event's keys win).
-fn merge_under(
-    own: Option<Map<String, Value>>,
-    defaults: Option<&Map<String, Value>>,
-) -> Option<Map<String, Value>> {
+fn merge_under<'a>(
+    own: Option<TopLevel<'a>>,
+    defaults: Option<&TopLevel<'a>>,
+) -> Option<TopLevel<'a>> {
     match (own, defaults) {
         (own, None) => own,
         (None, Some(defaults)) => Some(defaults.clone()),
         (Some(mut own), Some(defaults)) => {
             for (key, value) in defaults {
-                own.entry(key.clone()).or_insert_with(|| value.clone());
+                own.entry(key.clone()).or_insert(value);
             }
             Some(own)
         }
     }
 }
 
+/// Writes `"key":` with the key escaped.
+fn push_key(out: &mut String, key: &str) {
+    if out.len() > 1 {
+        out.push(',');
+    }
+    // A &str always serialises.
+    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+    out.push(':');
+}
+
+fn push_string(out: &mut String, key: &str, value: &str) {
+    push_key(out, key);
+    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+}
+
+fn push_object(out: &mut String, key: &str, entries: &TopLevel<'_>, extra: Option<(&str, &str)>) {
+    push_key(out, key);
+    let mut object = String::with_capacity(64);
+    object.push('{');
+    for (name, value) in entries {
+        push_key(&mut object, name);
+        object.push_str(value.get());
+    }
+    if let Some((name, value)) = extra {
+        push_string(&mut object, name, value);
+    }
+    object.push('}');
+    out.push_str(&object);
+}
+
 fn normalise(
-    mut fields: Map<String, Value>,
+    mut fields: TopLevel<'_>,
     endpoint_type: Option<EventType>,
-    envelope: &Envelope,
+    envelope: &Envelope<'_>,
     ctx: &IngestContext,
 ) -> Result<Event, Invalid> {
-    fields.retain(|_, value| !value.is_null());
+    fields.retain(|_, raw| !is_null(raw));
     fields.remove("writeKey");
 
     let event_type = match endpoint_type {
@@ -365,8 +443,8 @@ fn normalise(
                     "`type` is required for every event in a batch",
                 ))
             }
-            Some(value) => value
-                .as_str()
+            Some(raw) => string_value(raw)
+                .as_deref()
                 .and_then(EventType::from_name)
                 .ok_or_else(|| {
                     invalid(
@@ -376,6 +454,7 @@ fn normalise(
                 })?,
         },
     };
+    fields.remove("type");
 
     let user_id = take_id(&mut fields, "userId")?;
     let anonymous_id = take_id(&mut fields, "anonymousId")?;
@@ -388,28 +467,31 @@ fn normalise(
     let message_id =
         take_id(&mut fields, "messageId")?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
+    let mut required_id: Option<(&str, String)> = None;
     match event_type {
         EventType::Track => match fields.get("event") {
-            Some(Value::String(name)) if !name.is_empty() => {}
-            Some(Value::String(_)) | None => {
-                return Err(invalid("missing_field", "`event` is required for track"))
+            Some(raw) if raw.get().starts_with('"') => {
+                if string_value(raw).is_none() {
+                    return Err(invalid("missing_field", "`event` is required for track"));
+                }
             }
-            Some(other) => {
+            None => return Err(invalid("missing_field", "`event` is required for track")),
+            Some(raw) => {
                 return Err(invalid(
                     "invalid_field",
-                    format!("`event` must be a string, not {}", kind(other)),
+                    format!("`event` must be a string, not {}", kind(raw)),
                 ))
             }
         },
         EventType::Group => {
             let group_id = take_id(&mut fields, "groupId")?
                 .ok_or_else(|| invalid("missing_field", "`groupId` is required for group"))?;
-            fields.insert("groupId".into(), Value::String(group_id));
+            required_id = Some(("groupId", group_id));
         }
         EventType::Alias => {
             let previous_id = take_id(&mut fields, "previousId")?
                 .ok_or_else(|| invalid("missing_field", "`previousId` is required for alias"))?;
-            fields.insert("previousId".into(), Value::String(previous_id));
+            required_id = Some(("previousId", previous_id));
         }
         EventType::Identify | EventType::Page | EventType::Screen => {}
     }
@@ -424,8 +506,8 @@ fn normalise(
     };
     let sent_at = match take_timestamp(&mut fields, "sentAt")? {
         Some(ts) => Some(ts),
-        None => match &envelope.sent_at {
-            Some(value) => Some(timestamp_value(value, "sentAt")?),
+        None => match envelope.sent_at {
+            Some(raw) => Some(timestamp_value(raw, "sentAt")?),
             None => None,
         },
     };
@@ -445,43 +527,61 @@ fn normalise(
         take_object(&mut fields, "integrations")?,
         envelope.integrations.as_ref(),
     );
-    if let Some(ip) = ctx.client_ip {
-        let context = context.get_or_insert_with(Map::new);
-        if context.get("ip").is_none_or(Value::is_null) {
-            context.insert("ip".into(), Value::String(ip.to_string()));
-        }
+    let client_ip = ctx.client_ip.map(|ip| ip.to_string());
+    let missing_ip = client_ip.as_deref().filter(|_| {
+        context
+            .as_ref()
+            .is_none_or(|c| c.get("ip").is_none_or(|ip| is_null(ip)))
+    });
+    if let (Some(context), Some(_)) = (context.as_mut(), missing_ip) {
+        context.remove("ip");
     }
 
-    fields.insert("type".into(), Value::String(event_type.as_str().into()));
-    fields.insert("messageId".into(), Value::String(message_id));
-    if let Some(id) = user_id {
-        fields.insert("userId".into(), Value::String(id));
+    let mut out = String::with_capacity(512);
+    out.push('{');
+    for (key, value) in &fields {
+        push_key(&mut out, key);
+        out.push_str(value.get());
     }
-    if let Some(id) = anonymous_id {
-        fields.insert("anonymousId".into(), Value::String(id));
+    push_string(&mut out, "type", event_type.as_str());
+    push_string(&mut out, "messageId", &message_id);
+    if let Some(id) = &user_id {
+        push_string(&mut out, "userId", id);
     }
-    if let Some(context) = context {
-        fields.insert("context".into(), Value::Object(context));
+    if let Some(id) = &anonymous_id {
+        push_string(&mut out, "anonymousId", id);
     }
-    if let Some(integrations) = integrations {
-        fields.insert("integrations".into(), Value::Object(integrations));
+    if let Some((key, id)) = &required_id {
+        push_string(&mut out, key, id);
+    }
+    match (&context, missing_ip) {
+        (Some(context), ip) => push_object(&mut out, "context", context, ip.map(|ip| ("ip", ip))),
+        (None, Some(ip)) => push_object(&mut out, "context", &TopLevel::new(), Some(("ip", ip))),
+        (None, None) => {}
+    }
+    if let Some(integrations) = &integrations {
+        push_object(&mut out, "integrations", integrations, None);
     }
     if let Some(original) = client_timestamp {
-        fields.insert(
-            "originalTimestamp".into(),
-            Value::String(format_timestamp(original)),
-        );
+        push_string(&mut out, "originalTimestamp", &format_timestamp(original));
     }
     if let Some(sent) = sent_at {
-        fields.insert("sentAt".into(), Value::String(format_timestamp(sent)));
+        push_string(&mut out, "sentAt", &format_timestamp(sent));
     }
-    fields.insert(
-        "receivedAt".into(),
-        Value::String(format_timestamp(received_at)),
-    );
-    fields.insert(
-        "timestamp".into(),
-        Value::String(format_timestamp(timestamp)),
-    );
-    Ok(Event::from_normalised(fields))
+    push_string(&mut out, "receivedAt", &format_timestamp(received_at));
+    push_string(&mut out, "timestamp", &format_timestamp(timestamp));
+    out.push('}');
+    let json = RawValue::from_string(out).map_err(|e| {
+        invalid(
+            "invalid_event",
+            format!("the event could not be normalised: {e}"),
+        )
+    })?;
+    Ok(Event::new(
+        json,
+        message_id,
+        event_type,
+        user_id,
+        anonymous_id,
+    ))
 }

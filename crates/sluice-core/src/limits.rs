@@ -9,6 +9,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Events in one batch.
     pub max_batch_events: usize,
+    /// Nesting of arrays and objects in a body. Nested values are stored as sent, so this bounds
+    /// the recursion of every later reader.
+    pub max_nesting_depth: usize,
 }
 
 impl Default for Limits {
@@ -17,6 +20,7 @@ impl Default for Limits {
             max_event_bytes: 32_768,
             max_request_bytes: 512_000,
             max_batch_events: 2_500,
+            max_nesting_depth: 64,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! events, retries, dead letters: those live in the store), nor know about HTTP or destinations.
 
 pub mod conformance;
+mod dedupe_index;
 mod model;
 pub mod sqlite;
 

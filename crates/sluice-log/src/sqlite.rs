@@ -5,6 +5,7 @@
 //! connection; WAL mode lets them run beside the writer. Sequence numbers come from an
 //! `AUTOINCREMENT` key, which SQLite never reuses, even after the table is emptied.
 
+use crate::dedupe_index::DedupeIndex;
 use crate::{
     Admission, AppendOutcome, AppendRequest, EventLog, LogError, LogStats, RejectedEvent,
     RetentionPolicy, StoredEvent,
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use sluice_core::Event;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,14 +80,14 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source_id, seq);
+-- Append-only record of admissions, one row per stored event, keyed by its seq; the lookup
+-- index is in memory (see dedupe_index.rs).
 CREATE TABLE IF NOT EXISTS dedupe (
+    seq INTEGER PRIMARY KEY,
     source_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    PRIMARY KEY (source_id, message_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_by_time ON dedupe (received_at);
+    received_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejected_events (
     id INTEGER PRIMARY KEY,
     source_id TEXT NOT NULL,
@@ -158,10 +160,11 @@ impl SqliteLog {
         let write_conn = open_connection(&path, &options)?;
         write_conn.execute_batch(SCHEMA).map_err(storage)?;
         let reader = open_connection(&path, &options)?;
+        let writer = Writer::open(write_conn, options)?;
         let (sender, receiver) = mpsc::channel::<AppendJob>(4096);
         let writer = std::thread::Builder::new()
             .name("sluice-log-writer".into())
-            .spawn(move || Writer::new(write_conn, options).run(receiver))
+            .spawn(move || writer.run(receiver))
             .map_err(|e| LogError::Storage(e.to_string()))?;
         Ok(Self {
             path,
@@ -201,11 +204,34 @@ impl SqliteLog {
 struct Writer {
     conn: Connection,
     options: SqliteLogOptions,
+    dedupe: DedupeIndex,
 }
 
 impl Writer {
-    fn new(conn: Connection, options: SqliteLogOptions) -> Self {
-        Self { conn, options }
+    /// Takes the write connection and rebuilds the dedupe index from the `dedupe` table.
+    fn open(conn: Connection, options: SqliteLogOptions) -> Result<Self, LogError> {
+        let mut dedupe = DedupeIndex::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT seq, source_id, message_id, received_at FROM dedupe ORDER BY seq")
+                .map_err(storage)?;
+            let mut rows = stmt.query([]).map_err(storage)?;
+            while let Some(row) = rows.next().map_err(storage)? {
+                let seq: i64 = row.get(0).map_err(storage)?;
+                let source_id: String = row.get(1).map_err(storage)?;
+                let message_id: String = row.get(2).map_err(storage)?;
+                let key = dedupe.key(&source_id, &message_id);
+                dedupe.record(key, seq as u64, row.get(3).map_err(storage)?);
+            }
+        }
+        if dedupe.len() > 0 {
+            tracing::info!(entries = dedupe.len(), "dedupe index rebuilt");
+        }
+        Ok(Self {
+            conn,
+            options,
+            dedupe,
+        })
     }
 
     fn run(mut self, mut receiver: mpsc::Receiver<AppendJob>) {
@@ -253,12 +279,15 @@ impl Writer {
     fn write_group(&mut self, group: &[AppendJob]) -> Result<Vec<AppendOutcome>, LogError> {
         let dedupe_window =
             chrono::Duration::from_std(self.options.dedupe_window).unwrap_or(chrono::Duration::MAX);
+        if let Some(first) = group.first() {
+            self.dedupe
+                .expire(millis(first.received_at - dedupe_window));
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(storage)?;
-        // The writer is the only writer, so it can number events itself: the dedupe entry is
-        // written first, and its "no change" tells a duplicate without a separate lookup.
+        // The writer is the only writer, so it numbers events itself.
         let mut next_seq: i64 = tx
             .query_row(
                 "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
@@ -267,22 +296,26 @@ impl Writer {
             )
             .map_err(storage)?
             + 1;
+        // Admissions of this group enter the index only once the transaction committed.
+        let mut admitted: Vec<(u64, u64, i64)> = Vec::new();
+        let mut admitted_by_key: HashMap<u64, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let mut added_bytes: i64 = 0;
         {
-            let mut claim_dedupe = tx
+            let mut record_dedupe = tx
                 .prepare_cached(
-                    "INSERT INTO dedupe (source_id, message_id, seq, received_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (source_id, message_id) DO UPDATE
-                     SET seq = excluded.seq, received_at = excluded.received_at
-                     WHERE dedupe.received_at < ?5",
+                    "INSERT INTO dedupe (seq, source_id, message_id, received_at) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(storage)?;
-            let mut find_dup = tx
-                .prepare_cached("SELECT seq FROM dedupe WHERE source_id = ?1 AND message_id = ?2")
+            let mut earlier_admission = tx
+                .prepare_cached(
+                    "SELECT source_id, message_id, received_at FROM dedupe WHERE seq = ?1",
+                )
                 .map_err(storage)?;
             let mut insert_event = tx
-                .prepare_cached("INSERT INTO events (seq, source_id, received_at, payload) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO events (seq, source_id, received_at, payload) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(storage)?;
             let mut insert_rejected = tx
                 .prepare_cached(
@@ -295,26 +328,35 @@ impl Writer {
                 let window_start = millis(job.received_at - dedupe_window);
                 let mut admissions = Vec::with_capacity(job.events.len());
                 for (message_id, payload) in &job.events {
-                    let claimed = claim_dedupe
-                        .execute(params![
-                            job.source_id,
-                            message_id,
-                            next_seq,
-                            received_at,
-                            window_start
-                        ])
-                        .map_err(storage)?;
-                    if claimed == 0 {
-                        let seq: i64 = find_dup
-                            .query_row(params![job.source_id, message_id], |row| row.get(0))
+                    let key = self.dedupe.key(&job.source_id, message_id);
+                    let candidate = admitted_by_key
+                        .get(&key)
+                        .copied()
+                        .or_else(|| self.dedupe.get(key));
+                    if let Some(seq) = candidate {
+                        // Confirm against the durable row: same identity, inside the window.
+                        let earlier: Option<(String, String, i64)> = earlier_admission
+                            .query_row([seq as i64], |row| {
+                                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                            })
+                            .optional()
                             .map_err(storage)?;
-                        admissions.push(Admission::Duplicate(seq as u64));
-                        continue;
+                        if earlier.is_some_and(|(source, id, at)| {
+                            source == job.source_id && id == *message_id && at >= window_start
+                        }) {
+                            admissions.push(Admission::Duplicate(seq));
+                            continue;
+                        }
                     }
-                    added_bytes += payload.len() as i64;
+                    record_dedupe
+                        .execute(params![next_seq, job.source_id, message_id, received_at])
+                        .map_err(storage)?;
                     insert_event
                         .execute(params![next_seq, job.source_id, received_at, payload])
                         .map_err(storage)?;
+                    added_bytes += payload.len() as i64;
+                    admitted.push((key, next_seq as u64, received_at));
+                    admitted_by_key.insert(key, next_seq as u64);
                     admissions.push(Admission::Appended(next_seq as u64));
                     next_seq += 1;
                 }
@@ -341,20 +383,23 @@ impl Writer {
             }
         }
         tx.commit().map_err(storage)?;
+        for (key, seq, received_at) in admitted {
+            self.dedupe.record(key, seq, received_at);
+        }
         Ok(outcomes)
     }
 }
 
 fn stored_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, rusqlite::Error> {
     let payload: String = row.get(3)?;
-    let fields = serde_json::from_str(&payload).map_err(|e| {
+    let event = Event::from_json(payload).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
     })?;
     Ok(StoredEvent {
         seq: row.get::<_, i64>(0)? as u64,
         source_id: row.get(1)?,
         received_at: from_millis(row.get(2)?),
-        event: Event::from_normalised(fields),
+        event,
     })
 }
 
@@ -370,8 +415,8 @@ impl EventLog for SqliteLog {
         let (reply, receiver) = oneshot::channel();
         let events = request
             .accepted
-            .iter()
-            .map(|event| (event.message_id().to_owned(), event.to_json()))
+            .into_iter()
+            .map(Event::into_message_id_and_json)
             .collect();
         let job = AppendJob {
             source_id: request.source_id,
@@ -380,7 +425,6 @@ impl EventLog for SqliteLog {
             rejected: request.rejected,
             reply,
         };
-        drop(request.accepted);
         sender.send(job).await.map_err(|_| LogError::Closed)?;
         receiver.await.map_err(|_| LogError::Closed)?
     }
@@ -556,10 +600,28 @@ impl EventLog for SqliteLog {
         rejected_before: DateTime<Utc>,
     ) -> Result<(), LogError> {
         self.with_reader(move |conn| {
-            conn.execute(
-                "DELETE FROM dedupe WHERE received_at < ?1",
-                [millis(dedupe_before)],
-            )?;
+            // Admissions are appended in seq order with (nearly) increasing times, so the
+            // expired ones are a prefix: find its end, then delete it in short transactions.
+            let end: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM dedupe WHERE received_at >= ?1 ORDER BY seq LIMIT 1",
+                    [millis(dedupe_before)],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let end = match end {
+                Some(seq) => seq,
+                None => conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM dedupe", [], |row| row.get(0))?,
+            };
+            loop {
+                let deleted = conn.execute(
+                    "DELETE FROM dedupe WHERE seq IN (SELECT seq FROM dedupe WHERE seq < ?1 ORDER BY seq LIMIT 10000)",
+                    [end],
+                )?;
+                if deleted < 10_000 {
+                    break;
+                }
+            }
             conn.execute(
                 "DELETE FROM rejected_events WHERE received_at < ?1",
                 [millis(rejected_before)],

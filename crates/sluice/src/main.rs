@@ -2,6 +2,11 @@
 
 mod cli;
 
+// The collector allocates and frees many small JSON values per request; glibc's allocator
+// showed up as ~12% of a profile under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::Config;
