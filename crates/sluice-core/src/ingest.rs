@@ -585,3 +585,61 @@ fn normalise(
         anonymous_id,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ctx() -> IngestContext {
+        IngestContext {
+            received_at: Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap(),
+            client_ip: Some("192.0.2.1".parse().unwrap()),
+            limits: Limits::default(),
+        }
+    }
+
+    fn nested(depth: usize) -> String {
+        // The event object itself is one level.
+        format!(
+            r#"{{"userId":"u","event":"E","properties":{}"x"{}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    }
+
+    #[test]
+    fn nesting_is_limited_and_strings_do_not_count() {
+        let limit = Limits::default().max_nesting_depth;
+        let ok = parse_single(EventType::Track, nested(limit).as_bytes(), &ctx()).unwrap();
+        assert_eq!(ok.accepted.len(), 1);
+        let deep = parse_single(EventType::Track, nested(limit + 1).as_bytes(), &ctx());
+        assert!(matches!(deep, Err(RequestError::MalformedJson(m)) if m.contains("64 levels")));
+        let brackets_in_strings = format!(
+            r#"{{"userId":"u","event":"E","properties":{{"s":"{}\"{}"}}}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        let ok = parse_single(EventType::Track, brackets_in_strings.as_bytes(), &ctx()).unwrap();
+        assert_eq!(ok.accepted.len(), 1);
+    }
+
+    #[test]
+    fn nested_values_pass_through_unchanged_and_ip_fills_a_null() {
+        let body = r#"{"userId":"u","event":"E","properties":{"b":[1,2.50,{"z":null}],"a":"\u00e9"},"context":{"ip":null,"page":{"url":"https://x"}}}"#;
+        let parsed = parse_single(EventType::Track, body.as_bytes(), &ctx()).unwrap();
+        let fields = parsed.accepted[0].fields();
+        assert_eq!(
+            fields["properties"],
+            serde_json::json!({"b": [1, 2.5, {"z": null}], "a": "é"})
+        );
+        assert_eq!(fields["context"]["ip"], "192.0.2.1");
+        assert_eq!(fields["context"]["page"]["url"], "https://x");
+        let json = parsed.accepted[0].json();
+        assert!(
+            json.contains(r#"[1,2.50,{"z":null}]"#),
+            "raw values are copied as sent: {json}"
+        );
+        assert_eq!(json.matches("\"ip\"").count(), 1);
+    }
+}

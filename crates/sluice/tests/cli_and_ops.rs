@@ -1,0 +1,252 @@
+//! The CLI against a running server, the operational endpoints, and graceful shutdown.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+async fn cli(app: &TestApp, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--server", &app.base, "--token", TOKEN])
+        .output()
+        .await
+        .expect("run sluice")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn source_commands_manage_sources_through_the_admin_api() {
+    let app = spawn().await;
+    let created = cli(
+        &app,
+        &["source", "create", "--name", "website", "--kind", "web"],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+    let text = stdout(&created);
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("write key: "))
+        .expect("the write key is printed")
+        .to_owned();
+    assert_eq!(key.len(), 32);
+    app.post_ok("/v1/track", &key, &json!({"userId": "u", "event": "E"}))
+        .await;
+
+    let listed = cli(&app, &["source", "list", "--json"]).await;
+    assert!(listed.status.success());
+    let sources: Value = serde_json::from_slice(&listed.stdout).expect("--json prints JSON");
+    assert_eq!(sources[0]["name"], "website");
+    assert_eq!(sources[0]["kind"], "web");
+
+    let duplicate = cli(&app, &["source", "create", "--name", "website"]).await;
+    assert!(!duplicate.status.success(), "a duplicate name must fail");
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("409"));
+
+    let rotated = cli(&app, &["source", "rotate-key", "website"]).await;
+    assert!(rotated.status.success());
+    let new_key = stdout(&rotated)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_key, key);
+    let refused = app
+        .post("/v1/track", &key, &json!({"userId": "u", "event": "E"}))
+        .await;
+    assert_eq!(refused.status(), 401, "the old key stops working");
+
+    let deleted = cli(&app, &["source", "delete", "website"]).await;
+    assert!(deleted.status.success());
+    let again = cli(&app, &["source", "delete", "website"]).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no source named"));
+
+    let unauthorised = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["source", "list", "--server", &app.base, "--token", "wrong"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unauthorised.status.success());
+    assert!(String::from_utf8_lossy(&unauthorised.stderr).contains("401"));
+}
+
+async fn next_json(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a line in time");
+    serde_json::from_str(&line.unwrap().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn tail_prints_stored_events_as_json_lines() {
+    let app = spawn().await;
+    let source = app.create_source("tailed").await;
+    for id in ["t1", "t2", "t3"] {
+        app.post_ok(
+            "/v1/track",
+            &source.write_key,
+            &json!({"userId": "u", "event": "E", "messageId": id}),
+        )
+        .await;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "tail", "--source", "tailed", "--last", "2", "--server", &app.base, "--token", TOKEN,
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(next_json(&mut lines).await["event"]["messageId"], "t2");
+    assert_eq!(next_json(&mut lines).await["event"]["messageId"], "t3");
+    // New events keep coming.
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "E", "messageId": "t4"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut lines).await["event"]["messageId"], "t4");
+    child.start_kill().unwrap();
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let app = spawn().await;
+    let source = app.create_source("ops").await;
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"log": true, "store": true})
+    );
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "E"}),
+    )
+    .await;
+    app.post("/v1/track", &source.write_key, &json!({"userId": "u"}))
+        .await;
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"sluice_http_requests_total{endpoint="track",status="200"}"#,
+        r#"sluice_http_requests_total{endpoint="track",status="400"}"#,
+        r#"sluice_events_total{endpoint="track",outcome="accepted"}"#,
+        r#"sluice_events_total{endpoint="track",outcome="rejected"}"#,
+        "sluice_log_append_seconds_bucket",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains(&source.write_key),
+        "no write key in metrics"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_and_flushes_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    // No token configured: one is generated into a private file and printed once.
+    use std::os::unix::fs::PermissionsExt;
+    let token_file = dir.path().join("admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut printed = String::new();
+    for _ in 0..2 {
+        printed.push_str(&lines.next_line().await.unwrap().unwrap());
+    }
+    assert!(printed.contains(&token), "{printed}");
+    let http = reqwest::Client::new();
+    let source: Value = http
+        .post(format!("{base}/api/v1/sources"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = http
+        .post(format!("{base}/v1/batch"))
+        .basic_auth(source["write_key"].as_str().unwrap(), Some(""))
+        .json(&json!({"batch": [{"type": "track", "event": "E", "userId": "u", "messageId": "before-term"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    use sluice_log::EventLog;
+    let log = sluice_log::SqliteLog::open(dir.path().join("log.db"), Default::default()).unwrap();
+    let stored = log.read(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event.message_id(), "before-term");
+    log.close().await;
+}
