@@ -93,7 +93,7 @@ pub fn parse_single(
     let text = std::str::from_utf8(body)
         .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
         .trim();
-    let fields: TopLevel<'_> = serde_json::from_str(text).map_err(|e| classify(e, text))?;
+    let fields: TopLevel<'_> = serde_json::from_str(text).map_err(classify)?;
     let mut request = ParsedRequest {
         body_write_key: write_key_of(&fields),
         ..ParsedRequest::default()
@@ -117,12 +117,11 @@ pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, Re
     let text = std::str::from_utf8(body)
         .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
         .trim();
-    let wire: WireEnvelope<'_> =
-        serde_json::from_str(text).map_err(|e| match classify(e, text) {
-            // The body is an object, so a type error is about `batch`.
-            RequestError::NotAnObject if text.starts_with('{') => RequestError::BatchNotArray,
-            other => other,
-        })?;
+    let wire: WireEnvelope<'_> = serde_json::from_str(text).map_err(|e| match classify(e) {
+        // The body is an object, so a type error is about `batch`.
+        RequestError::NotAnObject if text.starts_with('{') => RequestError::BatchNotArray,
+        other => other,
+    })?;
     let items = wire.batch.ok_or(RequestError::BatchNotArray)?;
     if items.len() > ctx.limits.max_batch_events {
         return Err(RequestError::TooManyEvents {
@@ -136,7 +135,7 @@ pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, Re
         sent_at: wire.sent_at.filter(|raw| !is_null(raw)),
     };
     let mut request = ParsedRequest {
-        body_write_key: wire.write_key.and_then(|raw| string_value(raw)),
+        body_write_key: wire.write_key.and_then(string_value),
         ..ParsedRequest::default()
     };
     for (index, item) in items.into_iter().enumerate() {
@@ -203,9 +202,9 @@ fn check_depth(body: &[u8], limit: usize) -> Result<(), RequestError> {
     Ok(())
 }
 
-fn classify(error: serde_json::Error, text: &str) -> RequestError {
+/// A type error means the JSON is sound but not an object; anything else is malformed JSON.
+fn classify(error: serde_json::Error) -> RequestError {
     match error.classify() {
-        serde_json::error::Category::Data if !text.starts_with('{') => RequestError::NotAnObject,
         serde_json::error::Category::Data => RequestError::NotAnObject,
         _ => RequestError::MalformedJson(error.to_string()),
     }
