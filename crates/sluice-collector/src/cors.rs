@@ -1,15 +1,15 @@
 //! CORS for browsers: every `/v1/*` answer (errors included) lets the page read it, and the
 //! rate-limit headers are exposed so analytics.js can honour them.
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 const ALLOWED_HEADERS: &str = "Content-Type, Authorization, X-Retry-Count";
 const EXPOSED_HEADERS: &str = "Retry-After, X-RateLimit-Reset";
 
-pub fn add_cors_headers(request_headers: &HeaderMap, response: &mut Response) {
+pub fn add_cors_headers(origin: Option<&HeaderValue>, response: &mut Response) {
     let headers = response.headers_mut();
-    match request_headers.get(header::ORIGIN) {
+    match origin {
         Some(origin) => {
             // Echo the origin so requests made with credentials work too.
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -32,7 +32,7 @@ pub fn add_cors_headers(request_headers: &HeaderMap, response: &mut Response) {
     );
 }
 
-pub fn preflight(request_headers: &HeaderMap) -> Response {
+pub fn preflight(origin: Option<&HeaderValue>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -47,6 +47,6 @@ pub fn preflight(request_headers: &HeaderMap) -> Response {
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("86400"),
     );
-    add_cors_headers(request_headers, &mut response);
+    add_cors_headers(origin, &mut response);
     response
 }

@@ -7,7 +7,7 @@
 //! to the `seq` of its latest admission and is rebuilt from that table on open. A hash hit is
 //! confirmed against the durable row, so a hash collision never drops an event.
 //!
-//! Memory is about 40–50 bytes per admission inside the dedupe window (NATS JetStream keeps its
+//! Memory is about 70 bytes per admission inside the dedupe window (NATS JetStream keeps its
 //! duplicate window in memory the same way); a shorter window bounds it.
 
 use std::collections::hash_map::RandomState;
