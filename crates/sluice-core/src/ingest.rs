@@ -25,6 +25,7 @@ use crate::time::{format_timestamp, parse_timestamp};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -98,13 +99,17 @@ pub fn parse_single(
         body_write_key: write_key_of(&fields),
         ..ParsedRequest::default()
     };
+    let envelope = Envelope {
+        received_at: format_timestamp(ctx.received_at),
+        ..Envelope::default()
+    };
     admit(
         &mut request,
         0,
         text,
         Some(event_type),
         fields,
-        &Envelope::default(),
+        &envelope,
         ctx,
     );
     Ok(request)
@@ -130,6 +135,7 @@ pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, Re
         });
     }
     let envelope = Envelope {
+        received_at: format_timestamp(ctx.received_at),
         context: wire.context.and_then(object_entries),
         integrations: wire.integrations.and_then(object_entries),
         sent_at: wire.sent_at.filter(|raw| !is_null(raw)),
@@ -163,7 +169,17 @@ pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, Re
 
 /// An event's top level: keys with their values left as raw JSON text, so nested objects
 /// (properties, traits, context.page ...) are copied through without being rebuilt.
-type TopLevel<'a> = BTreeMap<String, &'a RawValue>;
+type TopLevel<'a> = BTreeMap<Key<'a>, &'a RawValue>;
+
+/// An object key, borrowed from the body unless it contains escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Key<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 fn check_not_empty(body: &[u8]) -> Result<(), RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -172,21 +188,28 @@ fn check_not_empty(body: &[u8]) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// Refuses bodies nested deeper than `limit` arrays/objects, in one pass over the bytes.
+/// Refuses bodies nested deeper than `limit` arrays/objects, in one pass over the bytes (string
+/// contents, most of a body, are skipped with `memchr`).
 fn check_depth(body: &[u8], limit: usize) -> Result<(), RequestError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < body.len() {
+        match body[at] {
+            b'"' => {
+                // Jump to the closing quote, stepping over escapes.
+                at += 1;
+                while let Some(offset) = body
+                    .get(at..)
+                    .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                {
+                    at += offset;
+                    if body[at] == b'\\' {
+                        at += 2;
+                        continue;
+                    }
+                    break;
+                }
             }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -198,6 +221,7 @@ fn check_depth(body: &[u8], limit: usize) -> Result<(), RequestError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
 }
@@ -213,6 +237,8 @@ fn classify(error: serde_json::Error) -> RequestError {
 /// The envelope fields that may reach events.
 #[derive(Debug, Default)]
 struct Envelope<'a> {
+    /// `receivedAt`, formatted once per request.
+    received_at: String,
     context: Option<TopLevel<'a>>,
     integrations: Option<TopLevel<'a>>,
     sent_at: Option<&'a RawValue>,
@@ -394,19 +420,40 @@ fn merge_under<'a>(
     }
 }
 
-/// Writes `"key":` with the key escaped.
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    let needs_escape = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    if !text.bytes().any(needs_escape) {
+        out.push_str(text);
+    } else {
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Writes `"key":` (with a separating comma after the first member).
 fn push_key(out: &mut String, key: &str) {
     if out.len() > 1 {
         out.push(',');
     }
-    // A &str always serialises.
-    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+    push_json_string(out, key);
     out.push(':');
 }
 
 fn push_string(out: &mut String, key: &str, value: &str) {
     push_key(out, key);
-    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+    push_json_string(out, value);
 }
 
 fn push_object(out: &mut String, key: &str, entries: &TopLevel<'_>, extra: Option<(&str, &str)>) {
@@ -414,7 +461,7 @@ fn push_object(out: &mut String, key: &str, entries: &TopLevel<'_>, extra: Optio
     let mut object = String::with_capacity(64);
     object.push('{');
     for (name, value) in entries {
-        push_key(&mut object, name);
+        push_key(&mut object, &name.0);
         object.push_str(value.get());
     }
     if let Some((name, value)) = extra {
@@ -539,7 +586,7 @@ fn normalise(
     let mut out = String::with_capacity(512);
     out.push('{');
     for (key, value) in &fields {
-        push_key(&mut out, key);
+        push_key(&mut out, &key.0);
         out.push_str(value.get());
     }
     push_string(&mut out, "type", event_type.as_str());
@@ -567,7 +614,7 @@ fn normalise(
     if let Some(sent) = sent_at {
         push_string(&mut out, "sentAt", &format_timestamp(sent));
     }
-    push_string(&mut out, "receivedAt", &format_timestamp(received_at));
+    push_string(&mut out, "receivedAt", &envelope.received_at);
     push_string(&mut out, "timestamp", &format_timestamp(timestamp));
     out.push('}');
     let json = RawValue::from_string(out).map_err(|e| {
@@ -621,6 +668,21 @@ mod tests {
         );
         let ok = parse_single(EventType::Track, brackets_in_strings.as_bytes(), &ctx()).unwrap();
         assert_eq!(ok.accepted.len(), 1);
+        for broken in [
+            r#"{"a":"\"#,
+            r#"{"a":"\\"#,
+            r#"{"a":""#,
+            "\"",
+            "{\"a\":[[[[",
+        ] {
+            assert!(
+                matches!(
+                    parse_single(EventType::Track, broken.as_bytes(), &ctx()),
+                    Err(RequestError::MalformedJson(_))
+                ),
+                "{broken}"
+            );
+        }
     }
 
     #[test]
