@@ -12,12 +12,33 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+/// The map's keys are already keyed hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
 
 pub(crate) struct DedupeIndex {
     hasher: RandomState,
     /// key → seq of the latest admission.
-    latest: HashMap<u64, u64>,
+    latest: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
     /// `(received_at ms, key, seq)` in admission order, for expiry.
     order: VecDeque<(i64, u64, u64)>,
 }
@@ -26,7 +47,7 @@ impl DedupeIndex {
     pub(crate) fn new() -> Self {
         Self {
             hasher: RandomState::new(),
-            latest: HashMap::new(),
+            latest: HashMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -44,6 +65,22 @@ impl DedupeIndex {
     pub(crate) fn record(&mut self, key: u64, seq: u64, received_ms: i64) {
         self.latest.insert(key, seq);
         self.order.push_back((received_ms, key, seq));
+    }
+
+    /// A mark to roll back to (the number of admissions recorded so far).
+    pub(crate) fn mark(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Forgets every admission recorded after `mark` (their transaction did not commit).
+    pub(crate) fn roll_back(&mut self, mark: usize) {
+        while self.order.len() > mark {
+            if let Some((_, key, seq)) = self.order.pop_back() {
+                if self.latest.get(&key) == Some(&seq) {
+                    self.latest.remove(&key);
+                }
+            }
+        }
     }
 
     /// Forgets admissions received before `before_ms`.
@@ -86,5 +123,18 @@ mod tests {
         assert_eq!(index.get(b), None);
         index.expire(201);
         assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn roll_back_forgets_uncommitted_admissions() {
+        let mut index = DedupeIndex::new();
+        let a = index.key("s", "a");
+        let b = index.key("s", "b");
+        index.record(a, 1, 100);
+        let mark = index.mark();
+        index.record(b, 2, 100);
+        index.roll_back(mark);
+        assert_eq!(index.get(a), Some(1));
+        assert_eq!(index.get(b), None);
     }
 }
