@@ -68,7 +68,8 @@ impl fmt::Display for EventType {
 /// `userId`/`anonymousId` as a non-empty string, `receivedAt` and `timestamp`, no `writeKey`.
 #[derive(Debug, Clone)]
 pub struct Event {
-    json: Box<RawValue>,
+    /// Valid JSON by construction (built by the normaliser or read back from the log).
+    json: String,
     message_id: String,
     event_type: Option<EventType>,
     user_id: Option<String>,
@@ -91,7 +92,7 @@ struct Identity {
 impl Event {
     /// Built by the normaliser, which already knows the identity fields.
     pub(crate) fn new(
-        json: Box<RawValue>,
+        json: String,
         message_id: String,
         event_type: EventType,
         user_id: Option<String>,
@@ -110,7 +111,7 @@ impl Event {
     pub fn from_json(json: String) -> Result<Self, serde_json::Error> {
         let identity: Identity = serde_json::from_str(&json)?;
         Ok(Self {
-            json: RawValue::from_string(json)?,
+            json,
             message_id: identity.message_id,
             event_type: identity.event_type,
             user_id: identity.user_id,
@@ -123,7 +124,7 @@ impl Event {
         let json = serde_json::to_string(&fields).unwrap_or_else(|_| "{}".into());
         // Serialised JSON always reads back.
         Self::from_json(json).unwrap_or_else(|_| Self {
-            json: RawValue::from_string("{}".into()).unwrap_or_default(),
+            json: "{}".into(),
             message_id: String::new(),
             event_type: None,
             user_id: None,
@@ -133,7 +134,7 @@ impl Event {
 
     /// The event as a JSON object (parses the text).
     pub fn fields(&self) -> Map<String, Value> {
-        serde_json::from_str(self.json.get()).unwrap_or_default()
+        serde_json::from_str(&self.json).unwrap_or_default()
     }
 
     pub fn event_type(&self) -> Option<EventType> {
@@ -154,25 +155,25 @@ impl Event {
 
     /// The stored JSON text.
     pub fn json(&self) -> &str {
-        self.json.get()
+        &self.json
     }
 
     /// `(messageId, JSON text)`, without copying the text.
     pub fn into_message_id_and_json(self) -> (String, String) {
-        let json: Box<str> = self.json.into();
-        (self.message_id, json.into())
+        (self.message_id, self.json)
     }
 }
 
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
-        self.json.get() == other.json.get()
+        self.json == other.json
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
+        let raw: &RawValue = serde_json::from_str(&self.json).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 

@@ -21,7 +21,7 @@
 
 use crate::event::{Event, EventType};
 use crate::limits::Limits;
-use crate::time::{format_timestamp, parse_timestamp};
+use crate::time::{format_timestamp, parse_timestamp, push_timestamp};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -609,22 +609,19 @@ fn normalise(
         push_object(&mut out, "integrations", integrations, None);
     }
     if let Some(original) = client_timestamp {
-        push_string(&mut out, "originalTimestamp", &format_timestamp(original));
+        push_key(&mut out, "originalTimestamp");
+        push_timestamp(&mut out, original);
     }
     if let Some(sent) = sent_at {
-        push_string(&mut out, "sentAt", &format_timestamp(sent));
+        push_key(&mut out, "sentAt");
+        push_timestamp(&mut out, sent);
     }
     push_string(&mut out, "receivedAt", &envelope.received_at);
-    push_string(&mut out, "timestamp", &format_timestamp(timestamp));
+    push_key(&mut out, "timestamp");
+    push_timestamp(&mut out, timestamp);
     out.push('}');
-    let json = RawValue::from_string(out).map_err(|e| {
-        invalid(
-            "invalid_event",
-            format!("the event could not be normalised: {e}"),
-        )
-    })?;
     Ok(Event::new(
-        json,
+        out,
         message_id,
         event_type,
         user_id,

@@ -27,6 +27,43 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Appends `"<format_timestamp(at)>"` without allocating (the normaliser writes up to four per
+/// event).
+pub fn push_timestamp(out: &mut String, at: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        out.push('"');
+        out.push_str(&format_timestamp(at));
+        out.push('"');
+        return;
+    }
+    // A leap second reports 1000+ milliseconds; RFC 3339 output caps it like chrono does not.
+    let parts: [(u32, usize, char); 7] = [
+        (year as u32, 4, '-'),
+        (at.month(), 2, '-'),
+        (at.day(), 2, 'T'),
+        (at.hour(), 2, ':'),
+        (at.minute(), 2, ':'),
+        (at.second(), 2, '.'),
+        (at.timestamp_subsec_millis().min(999), 3, 'Z'),
+    ];
+    out.push('"');
+    for (value, width, separator) in parts {
+        let mut buffer = [b'0'; 4];
+        let mut rest = value;
+        for slot in buffer[..width].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        buffer[..width]
+            .iter()
+            .for_each(|&b| out.push(char::from(b)));
+        out.push(separator);
+    }
+    out.push('"');
+}
+
 /// `serialize_with` helper writing [`format_timestamp`].
 pub fn serialize<S: serde::Serializer>(
     at: &DateTime<Utc>,
@@ -52,6 +89,21 @@ mod tests {
         ] {
             let parsed = parse_timestamp(input).unwrap_or_else(|| panic!("{input} did not parse"));
             assert_eq!(format_timestamp(parsed), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn push_matches_format() {
+        for input in [
+            "2026-12-04T19:34:12.441Z",
+            "0001-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "2024-02-29T08:05:09.007Z",
+        ] {
+            let at = parse_timestamp(input).unwrap();
+            let mut out = String::new();
+            push_timestamp(&mut out, at);
+            assert_eq!(out, format!("\"{}\"", format_timestamp(at)));
         }
     }
 
