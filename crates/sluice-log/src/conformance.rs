@@ -21,6 +21,7 @@ pub async fn run_all<B: Backend>(fresh: impl Fn() -> B) {
     sequence_numbers_are_never_reused_after_trim(&fresh()).await;
     duplicates_within_the_window_are_stored_once(&fresh()).await;
     dedupe_survives_restart(&fresh()).await;
+    dedupe_outlives_trimmed_events(&fresh()).await;
     dedupe_is_per_source_and_expires(&fresh()).await;
     read_and_recent_return_what_was_appended(&fresh()).await;
     rejected_events_are_recorded(&fresh()).await;
@@ -148,6 +149,26 @@ async fn dedupe_survives_restart(backend: &dyn Backend) {
     let log = backend.open(WINDOW).await;
     let again = append(&log, "s1", t0() + ChronoDuration::seconds(1), &["m1"]).await;
     assert_eq!(again, vec![Admission::Duplicate(first[0].seq())]);
+    log.close().await;
+}
+
+async fn dedupe_outlives_trimmed_events(backend: &dyn Backend) {
+    let log = backend.open(WINDOW).await;
+    let first = append(&log, "s1", t0(), &["m1", "m2", "m3"]).await;
+    log.trim(first[2].seq() + 1).await.expect("trim");
+    assert_eq!(log.stats().await.expect("stats").events, 0);
+    let again = append(&log, "s1", t0() + ChronoDuration::minutes(1), &["m2", "m4"]).await;
+    assert_eq!(
+        again[0],
+        Admission::Duplicate(first[1].seq()),
+        "trimmed, but still inside the window"
+    );
+    assert!(matches!(again[1], Admission::Appended(_)));
+    log.close().await;
+    let log = backend.open(WINDOW).await;
+    let after_restart = append(&log, "s1", t0() + ChronoDuration::minutes(2), &["m3", "m4"]).await;
+    assert_eq!(after_restart[0], Admission::Duplicate(first[2].seq()));
+    assert_eq!(after_restart[1], Admission::Duplicate(again[1].seq()));
     log.close().await;
 }
 

@@ -86,13 +86,13 @@ CREATE TABLE IF NOT EXISTS source_ranges (
     last_seq INTEGER NOT NULL,
     PRIMARY KEY (source_id, first_seq)
 ) WITHOUT ROWID;
--- Append-only record of admissions, one row per stored event, keyed by its seq; the lookup
--- index is in memory (see dedupe_index.rs).
+-- Append-only record of admissions, one row per append: the messageIds of its admitted events,
+-- whose seqs are first_seq, first_seq + 1, ... The lookup index is in memory (dedupe_index.rs).
 CREATE TABLE IF NOT EXISTS dedupe (
-    seq INTEGER PRIMARY KEY,
+    first_seq INTEGER PRIMARY KEY,
     source_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    received_at INTEGER NOT NULL
+    received_at INTEGER NOT NULL,
+    message_ids TEXT NOT NULL -- JSON array
 );
 CREATE TABLE IF NOT EXISTS rejected_events (
     id INTEGER PRIMARY KEY,
@@ -221,15 +221,20 @@ impl Writer {
         let mut dedupe = DedupeIndex::new();
         {
             let mut stmt = conn
-                .prepare("SELECT seq, source_id, message_id, received_at FROM dedupe ORDER BY seq")
+                .prepare("SELECT first_seq, source_id, received_at, message_ids FROM dedupe ORDER BY first_seq")
                 .map_err(storage)?;
             let mut rows = stmt.query([]).map_err(storage)?;
             while let Some(row) = rows.next().map_err(storage)? {
-                let seq: i64 = row.get(0).map_err(storage)?;
+                let first_seq: i64 = row.get(0).map_err(storage)?;
                 let source_id: String = row.get(1).map_err(storage)?;
-                let message_id: String = row.get(2).map_err(storage)?;
-                let key = dedupe.key(&source_id, &message_id);
-                dedupe.record(key, seq as u64, row.get(3).map_err(storage)?);
+                let received_at: i64 = row.get(2).map_err(storage)?;
+                let ids: String = row.get(3).map_err(storage)?;
+                let ids: Vec<String> =
+                    serde_json::from_str(&ids).map_err(|e| LogError::Storage(e.to_string()))?;
+                for (offset, message_id) in ids.iter().enumerate() {
+                    let key = dedupe.key(&source_id, message_id);
+                    dedupe.record(key, (first_seq + offset as i64) as u64, received_at);
+                }
             }
         }
         if dedupe.len() > 0 {
@@ -314,12 +319,13 @@ impl Writer {
         {
             let mut record_dedupe = tx
                 .prepare_cached(
-                    "INSERT INTO dedupe (seq, source_id, message_id, received_at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO dedupe (first_seq, source_id, received_at, message_ids) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(storage)?;
             let mut earlier_admission = tx
                 .prepare_cached(
-                    "SELECT source_id, message_id, received_at FROM dedupe WHERE seq = ?1",
+                    "SELECT first_seq, source_id, received_at, message_ids FROM dedupe
+                     WHERE first_seq <= ?1 ORDER BY first_seq DESC LIMIT 1",
                 )
                 .map_err(storage)?;
             let mut insert_event = tx
@@ -343,26 +349,40 @@ impl Writer {
                 let window_start = millis(job.received_at - dedupe_window);
                 let mut admissions = Vec::with_capacity(job.events.len());
                 let first_seq = next_seq;
+                let mut admitted_ids: Vec<&str> = Vec::with_capacity(job.events.len());
                 for (message_id, payload) in &job.events {
                     let key = self.dedupe.key(&job.source_id, message_id);
                     if let Some(seq) = self.dedupe.get(key) {
-                        // Confirm against the durable row: same identity, inside the window.
-                        let earlier: Option<(String, String, i64)> = earlier_admission
-                            .query_row([seq as i64], |row| {
-                                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        // Confirm against the admission record (this append's, still in memory,
+                        // or a durable row): same identity, inside the window.
+                        let seq_i = seq as i64;
+                        let confirmed = if seq_i >= first_seq {
+                            admitted_ids.get((seq_i - first_seq) as usize)
+                                == Some(&message_id.as_str())
+                        } else {
+                            let earlier: Option<(i64, String, i64, String)> = earlier_admission
+                                .query_row([seq_i], |row| {
+                                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                                })
+                                .optional()
+                                .map_err(storage)?;
+                            earlier.is_some_and(|(first, source, at, ids)| {
+                                source == job.source_id
+                                    && at >= window_start
+                                    && serde_json::from_str::<Vec<String>>(&ids)
+                                        .ok()
+                                        .and_then(|ids| {
+                                            ids.into_iter().nth((seq_i - first) as usize)
+                                        })
+                                        .is_some_and(|id| id == *message_id)
                             })
-                            .optional()
-                            .map_err(storage)?;
-                        if earlier.is_some_and(|(source, id, at)| {
-                            source == job.source_id && id == *message_id && at >= window_start
-                        }) {
+                        };
+                        if confirmed {
                             admissions.push(Admission::Duplicate(seq));
                             continue;
                         }
                     }
-                    record_dedupe
-                        .execute(params![next_seq, job.source_id, message_id, received_at])
-                        .map_err(storage)?;
+                    admitted_ids.push(message_id);
                     insert_event
                         .execute(params![next_seq, job.source_id, received_at, payload])
                         .map_err(storage)?;
@@ -376,6 +396,11 @@ impl Writer {
                 if next_seq > first_seq {
                     insert_range
                         .execute(params![job.source_id, first_seq, next_seq - 1])
+                        .map_err(storage)?;
+                    let ids = serde_json::to_string(&admitted_ids)
+                        .map_err(|e| LogError::Storage(e.to_string()))?;
+                    record_dedupe
+                        .execute(params![first_seq, job.source_id, received_at, ids])
                         .map_err(storage)?;
                 }
                 for rejected in &job.rejected {
@@ -642,18 +667,18 @@ impl EventLog for SqliteLog {
             // expired ones are a prefix: find its end, then delete it in short transactions.
             let end: Option<i64> = conn
                 .query_row(
-                    "SELECT seq FROM dedupe WHERE received_at >= ?1 ORDER BY seq LIMIT 1",
+                    "SELECT first_seq FROM dedupe WHERE received_at >= ?1 ORDER BY first_seq LIMIT 1",
                     [millis(dedupe_before)],
                     |row| row.get(0),
                 )
                 .optional()?;
             let end = match end {
                 Some(seq) => seq,
-                None => conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM dedupe", [], |row| row.get(0))?,
+                None => conn.query_row("SELECT COALESCE(MAX(first_seq), 0) + 1 FROM dedupe", [], |row| row.get(0))?,
             };
             loop {
                 let deleted = conn.execute(
-                    "DELETE FROM dedupe WHERE seq IN (SELECT seq FROM dedupe WHERE seq < ?1 ORDER BY seq LIMIT 10000)",
+                    "DELETE FROM dedupe WHERE first_seq IN (SELECT first_seq FROM dedupe WHERE first_seq < ?1 ORDER BY first_seq LIMIT 10000)",
                     [end],
                 )?;
                 if deleted < 10_000 {
