@@ -2,8 +2,9 @@
 //!
 //! One writer thread owns the write connection and commits every append that is waiting in one
 //! transaction (group commit), so one fsync covers many requests. Readers use their own
-//! connection; WAL mode lets them run beside the writer. Sequence numbers come from an
-//! `AUTOINCREMENT` key, which SQLite never reuses, even after the table is emptied.
+//! connection; WAL mode lets them run beside the writer. The writer numbers events itself,
+//! continuing from `sqlite_sequence` of an `AUTOINCREMENT` key, which SQLite never lowers, so a
+//! sequence number is never reused, even after the table is emptied.
 
 use crate::dedupe_index::DedupeIndex;
 use crate::{
