@@ -182,22 +182,7 @@ async fn health_readiness_and_metrics_are_served() {
 #[tokio::test]
 async fn sigterm_drains_and_flushes_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env_remove("SLUICE_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = first.rsplit(' ').next().unwrap().to_owned();
+    let (mut child, base, mut lines) = start_binary_process(dir.path(), None).await;
     // No token configured: one is generated into a private file and printed once.
     use std::os::unix::fs::PermissionsExt;
     let token_file = dir.path().join("admin-token");

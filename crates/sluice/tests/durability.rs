@@ -7,32 +7,13 @@ use common::*;
 use serde_json::json;
 use sluice_log::{EventLog, RetentionPolicy, SqliteLog, SqliteLogOptions};
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-/// Starts the real binary and returns it with its base URL (read from its first stdout line).
+/// Starts the real binary with the test token and keeps draining its stdout.
 async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("SLUICE_ADMIN_TOKEN", TOKEN)
-        .env("SLUICE_LOG_DURABILITY", "fsync")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sluice");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("sluice did not start in time")
-        .expect("read stdout")
-        .expect("a first line");
-    let url = first.rsplit(' ').next().expect("url").to_owned();
-    assert!(url.starts_with("http://"), "{first}");
+    let (child, url, mut lines) = start_binary_process(data_dir, Some(TOKEN)).await;
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
@@ -87,7 +68,7 @@ async fn every_acknowledged_event_survives_kill_9() {
     }
     // Kill once a good number of requests were acknowledged (polled, with a deadline).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 3_000 {
+    while acked.lock().unwrap().len() < 20_000 {
         assert!(
             Instant::now() < deadline,
             "too few acknowledgements before the deadline"

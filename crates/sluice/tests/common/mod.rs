@@ -67,6 +67,41 @@ pub async fn start_in(dir: Arc<tempfile::TempDir>, config: Config) -> TestApp {
     }
 }
 
+/// The stdout lines of a started binary.
+pub type StdoutLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `sluice serve` on a free port over `data_dir` (with `admin_token`, or none so one is
+/// generated) and returns it with its base URL, read from its first stdout line, and the rest of
+/// its stdout.
+pub async fn start_binary_process(
+    data_dir: &std::path::Path,
+    admin_token: Option<&str>,
+) -> (tokio::process::Child, String, StdoutLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("SLUICE_LOG_DURABILITY", "fsync")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match admin_token {
+        Some(token) => command.env("SLUICE_ADMIN_TOKEN", token),
+        None => command.env_remove("SLUICE_ADMIN_TOKEN"),
+    };
+    let mut child = command.spawn().expect("spawn sluice");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("sluice did not start in time")
+        .expect("read stdout")
+        .expect("a first line");
+    let url = first.rsplit(' ').next().expect("url").to_owned();
+    assert!(url.starts_with("http://"), "{first}");
+    (child, url, lines)
+}
+
 pub struct SourceInfo {
     pub id: String,
     pub write_key: String,
