@@ -28,9 +28,14 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// Appends `"<format_timestamp(at)>"` without allocating (the normaliser writes up to four per
-/// event).
+/// event). The date-and-time part is cached per thread by whole second, since the events of one
+/// request mostly share their seconds.
 pub fn push_timestamp(out: &mut String, at: DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
     let year = at.year();
     if !(0..=9999).contains(&year) {
         out.push('"');
@@ -38,30 +43,42 @@ pub fn push_timestamp(out: &mut String, at: DateTime<Utc>) {
         out.push('"');
         return;
     }
-    // A leap second reports 1000+ milliseconds; RFC 3339 output caps it like chrono does not.
-    let parts: [(u32, usize, char); 7] = [
-        (year as u32, 4, '-'),
-        (at.month(), 2, '-'),
-        (at.day(), 2, 'T'),
-        (at.hour(), 2, ':'),
-        (at.minute(), 2, ':'),
-        (at.second(), 2, '.'),
-        (at.timestamp_subsec_millis().min(999), 3, 'Z'),
-    ];
     out.push('"');
-    for (value, width, separator) in parts {
-        let mut buffer = [b'0'; 4];
-        let mut rest = value;
-        for slot in buffer[..width].iter_mut().rev() {
-            *slot = b'0' + (rest % 10) as u8;
-            rest /= 10;
+    SECOND.with_borrow_mut(|(cached_second, prefix)| {
+        if *cached_second != at.timestamp() {
+            prefix.clear();
+            let parts: [(u32, usize, char); 6] = [
+                (year as u32, 4, '-'),
+                (at.month(), 2, '-'),
+                (at.day(), 2, 'T'),
+                (at.hour(), 2, ':'),
+                (at.minute(), 2, ':'),
+                (at.second(), 2, '.'),
+            ];
+            for (value, width, separator) in parts {
+                push_digits(prefix, value, width);
+                prefix.push(separator);
+            }
+            *cached_second = at.timestamp();
         }
-        buffer[..width]
-            .iter()
-            .for_each(|&b| out.push(char::from(b)));
-        out.push(separator);
+        out.push_str(prefix);
+    });
+    // A leap second reports 1000+ milliseconds; cap it as a valid RFC 3339 fraction.
+    push_digits(out, at.timestamp_subsec_millis().min(999), 3);
+    out.push_str("Z\"");
+}
+
+/// Appends `value` as exactly `width` (≤ 4) decimal digits, zero-padded.
+fn push_digits(out: &mut String, value: u32, width: usize) {
+    let mut buffer = [b'0'; 4];
+    let mut rest = value;
+    for slot in buffer[..width].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
     }
-    out.push('"');
+    buffer[..width]
+        .iter()
+        .for_each(|&b| out.push(char::from(b)));
 }
 
 /// `serialize_with` helper writing [`format_timestamp`].
@@ -99,6 +116,8 @@ mod tests {
             "0001-01-01T00:00:00.000Z",
             "9999-12-31T23:59:59.999Z",
             "2024-02-29T08:05:09.007Z",
+            "2024-02-29T08:05:09.999Z",
+            "2024-02-29T08:05:10.000Z",
         ] {
             let at = parse_timestamp(input).unwrap();
             let mut out = String::new();
