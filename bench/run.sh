@@ -109,6 +109,11 @@ if ((NCPU < 2)); then
     log "WARNING: only $NCPU CPU available; not pinning (server and load generator share it)"
     PIN_SERVER=()
     PIN_LOADGEN=()
+else
+    # The harness itself (RSS sampler forking awk every 200 ms, tail -f, curl) stays off the
+    # server's CPU: this script and everything it starts inherit the load generator's CPU, and
+    # only the server is moved to its own.
+    taskset -cp "$LOADGEN_CPU" $$ >/dev/null
 fi
 
 mkdir -p "$OUT" "$DATA_ROOT"
