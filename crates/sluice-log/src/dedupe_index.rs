@@ -35,10 +35,16 @@ impl Hasher for PassThrough {
     }
 }
 
+type Shard = HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
+
+/// The map is split by the key's top bits so that growing it rehashes one small shard at a time
+/// (a single table of millions of entries stalled the writer for up to a second when it doubled).
+const SHARDS: usize = 64;
+
 pub(crate) struct DedupeIndex {
     hasher: RandomState,
-    /// key → seq of the latest admission.
-    latest: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
+    /// key → seq of the latest admission, in `SHARDS` parts.
+    latest: Vec<Shard>,
     /// `(received_at ms, key, seq)` in admission order, for expiry.
     order: VecDeque<(i64, u64, u64)>,
 }
@@ -47,7 +53,7 @@ impl DedupeIndex {
     pub(crate) fn new() -> Self {
         Self {
             hasher: RandomState::new(),
-            latest: HashMap::default(),
+            latest: (0..SHARDS).map(|_| Shard::default()).collect(),
             order: VecDeque::new(),
         }
     }
@@ -57,13 +63,29 @@ impl DedupeIndex {
         self.hasher.hash_one((source_id, 0xffu8, message_id))
     }
 
+    fn shard(&self, key: u64) -> &Shard {
+        &self.latest[(key >> 58) as usize % SHARDS]
+    }
+
+    fn shard_mut(&mut self, key: u64) -> &mut Shard {
+        &mut self.latest[(key >> 58) as usize % SHARDS]
+    }
+
     /// The seq of the latest admission of `key` still inside the window, if any.
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
-        self.latest.get(&key).copied()
+        self.shard(key).get(&key).copied()
+    }
+
+    /// Forgets `key` if its latest admission is `seq`.
+    fn forget(&mut self, key: u64, seq: u64) {
+        let shard = self.shard_mut(key);
+        if shard.get(&key) == Some(&seq) {
+            shard.remove(&key);
+        }
     }
 
     pub(crate) fn record(&mut self, key: u64, seq: u64, received_ms: i64) {
-        self.latest.insert(key, seq);
+        self.shard_mut(key).insert(key, seq);
         self.order.push_back((received_ms, key, seq));
     }
 
@@ -76,9 +98,7 @@ impl DedupeIndex {
     pub(crate) fn roll_back(&mut self, mark: usize) {
         while self.order.len() > mark {
             if let Some((_, key, seq)) = self.order.pop_back() {
-                if self.latest.get(&key) == Some(&seq) {
-                    self.latest.remove(&key);
-                }
+                self.forget(key, seq);
             }
         }
     }
@@ -90,18 +110,16 @@ impl DedupeIndex {
                 break;
             }
             self.order.pop_front();
-            if self.latest.get(&key) == Some(&seq) {
-                self.latest.remove(&key);
-            }
+            self.forget(key, seq);
         }
         if self.order.capacity() > 1024 && self.order.len() < self.order.capacity() / 4 {
             self.order.shrink_to_fit();
-            self.latest.shrink_to_fit();
+            self.latest.iter_mut().for_each(Shard::shrink_to_fit);
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.latest.len()
+        self.latest.iter().map(Shard::len).sum()
     }
 }
 
