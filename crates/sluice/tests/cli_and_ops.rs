@@ -198,16 +198,7 @@ async fn sigterm_drains_and_flushes_then_exits_cleanly() {
     }
     assert!(printed.contains(&token), "{printed}");
     let http = reqwest::Client::new();
-    let source: Value = http
-        .post(format!("{base}/api/v1/sources"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "s"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let source = create_source_at(&http, &base, &token, "s").await;
     let response = http
         .post(format!("{base}/v1/batch"))
         .basic_auth(source["write_key"].as_str().unwrap(), Some(""))

@@ -199,25 +199,23 @@ async fn json_and_text_plain_content_types_are_accepted_others_refused() {
     .enumerate()
     {
         let response = app
-            .http
-            .post(format!("{}/v1/t", app.base))
-            .basic_auth(&source.write_key, Some(""))
-            .header("content-type", *content_type)
-            .body(track(&format!("ct{i}")).to_string())
-            .send()
-            .await
-            .unwrap();
+            .post_bytes(
+                "/v1/t",
+                &source.write_key,
+                &[("content-type", *content_type)],
+                track(&format!("ct{i}")).to_string(),
+            )
+            .await;
         assert_eq!(response.status(), 200, "{content_type}");
     }
     let response = app
-        .http
-        .post(format!("{}/v1/t", app.base))
-        .basic_auth(&source.write_key, Some(""))
-        .header("content-type", "application/xml")
-        .body(track("xml").to_string())
-        .send()
-        .await
-        .unwrap();
+        .post_bytes(
+            "/v1/t",
+            &source.write_key,
+            &[("content-type", "application/xml")],
+            track("xml").to_string(),
+        )
+        .await;
     assert_error(response, 415, "unsupported_media_type").await;
     assert_eq!(app.events(&source).await.len(), 4);
 }
@@ -245,15 +243,16 @@ async fn gzip_and_deflate_bodies_are_decoded_and_bombs_refused() {
         ("deflate", raw.finish().unwrap()),
     ] {
         let response = app
-            .http
-            .post(format!("{}/v1/b", app.base))
-            .basic_auth(&source.write_key, Some(""))
-            .header("content-type", "text/plain")
-            .header("content-encoding", encoding)
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
+            .post_bytes(
+                "/v1/b",
+                &source.write_key,
+                &[
+                    ("content-type", "text/plain"),
+                    ("content-encoding", encoding),
+                ],
+                bytes,
+            )
+            .await;
         assert_eq!(response.status(), 200, "{encoding}");
     }
     assert_eq!(app.events(&source).await.len(), 3);
@@ -269,36 +268,33 @@ async fn gzip_and_deflate_bodies_are_decoded_and_bombs_refused() {
     let bomb = bomb.finish().unwrap();
     assert!(bomb.len() < 512_000);
     let response = app
-        .http
-        .post(format!("{}/v1/batch", app.base))
-        .basic_auth(&source.write_key, Some(""))
-        .header("content-encoding", "gzip")
-        .body(bomb)
-        .send()
-        .await
-        .unwrap();
+        .post_bytes(
+            "/v1/batch",
+            &source.write_key,
+            &[("content-encoding", "gzip")],
+            bomb,
+        )
+        .await;
     let error = assert_error(response, 413, "payload_too_large").await;
     assert!(error["message"].as_str().unwrap().contains("512000"));
 
     let response = app
-        .http
-        .post(format!("{}/v1/batch", app.base))
-        .basic_auth(&source.write_key, Some(""))
-        .header("content-encoding", "gzip")
-        .body("not gzip at all")
-        .send()
-        .await
-        .unwrap();
+        .post_bytes(
+            "/v1/batch",
+            &source.write_key,
+            &[("content-encoding", "gzip")],
+            "not gzip at all",
+        )
+        .await;
     assert_error(response, 400, "invalid_encoding").await;
     let response = app
-        .http
-        .post(format!("{}/v1/batch", app.base))
-        .basic_auth(&source.write_key, Some(""))
-        .header("content-encoding", "br")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .post_bytes(
+            "/v1/batch",
+            &source.write_key,
+            &[("content-encoding", "br")],
+            "x",
+        )
+        .await;
     assert_error(response, 415, "unsupported_encoding").await;
 }
 

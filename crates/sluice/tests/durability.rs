@@ -27,16 +27,7 @@ async fn every_acknowledged_event_survives_kill_9() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let source: serde_json::Value = http
-        .post(format!("{base}/api/v1/sources"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let source = create_source_at(&http, &base, TOKEN, "crash").await;
     let key = source["write_key"].as_str().unwrap().to_owned();
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -102,6 +102,24 @@ pub async fn start_binary_process(
     (child, url, lines)
 }
 
+/// Creates a source on any running server (the in-process app or a spawned binary).
+pub async fn create_source_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> Value {
+    let response = http
+        .post(format!("{base}/api/v1/sources"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": name}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("json")
+}
+
 pub struct SourceInfo {
     pub id: String,
     pub write_key: String,
@@ -179,6 +197,24 @@ impl TestApp {
             .iter()
             .map(|e| e.event.message_id().to_owned())
             .collect()
+    }
+
+    /// POSTs raw bytes with Basic auth for `key` and the given headers.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(key, Some(""));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(body).send().await.expect("send")
     }
 
     /// POSTs `body` to `path` with Basic auth for `key`.
