@@ -22,6 +22,15 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     None
 }
 
+/// `at - span`, clamped to the earliest representable time: a window configured as good as
+/// "forever" (say `100000000d`) must mean "keep everything", not an overflow.
+pub fn time_before(at: DateTime<Utc>, span: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| at.checked_sub_signed(span))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Formats a timestamp the way sluice stores it: UTC, millisecond precision, `Z`.
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -124,6 +133,23 @@ mod tests {
             push_timestamp(&mut out, at);
             assert_eq!(out, format!("\"{}\"", format_timestamp(at)));
         }
+    }
+
+    #[test]
+    fn time_before_clamps_instead_of_overflowing() {
+        let at = parse_timestamp("2026-12-04T12:00:00Z").unwrap();
+        assert_eq!(
+            format_timestamp(time_before(at, std::time::Duration::from_secs(3600))),
+            "2026-12-04T11:00:00.000Z"
+        );
+        assert_eq!(
+            time_before(at, std::time::Duration::MAX),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(
+            time_before(at, std::time::Duration::from_secs(100_000_000 * 86_400)),
+            DateTime::<Utc>::MIN_UTC
+        );
     }
 
     #[test]

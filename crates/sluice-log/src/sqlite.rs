@@ -14,6 +14,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use sluice_core::time::time_before;
 use sluice_core::Event;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -296,11 +297,10 @@ impl Writer {
     }
 
     fn write_group(&mut self, group: &[AppendJob]) -> Result<Vec<AppendOutcome>, LogError> {
-        let dedupe_window =
-            chrono::Duration::from_std(self.options.dedupe_window).unwrap_or(chrono::Duration::MAX);
+        let dedupe_window = self.options.dedupe_window;
         if let Some(first) = group.first() {
             self.dedupe
-                .expire(millis(first.received_at - dedupe_window));
+                .expire(millis(time_before(first.received_at, dedupe_window)));
         }
         let tx = self
             .conn
@@ -347,7 +347,7 @@ impl Writer {
                 .map_err(storage)?;
             for job in group {
                 let received_at = millis(job.received_at);
-                let window_start = millis(job.received_at - dedupe_window);
+                let window_start = millis(time_before(job.received_at, dedupe_window));
                 let mut admissions = Vec::with_capacity(job.events.len());
                 let first_seq = next_seq;
                 let mut admitted_ids: Vec<&str> = Vec::with_capacity(job.events.len());
@@ -579,10 +579,7 @@ impl EventLog for SqliteLog {
         if policy.max_age.is_none() && policy.max_bytes.is_none() {
             return Ok(None);
         }
-        let age_cutoff = policy
-            .max_age
-            .and_then(|age| chrono::Duration::from_std(age).ok())
-            .map(|age| millis(now - age));
+        let age_cutoff = policy.max_age.map(|age| millis(time_before(now, age)));
         let max_bytes = policy.max_bytes;
         self.with_reader(move |conn| {
             let total: i64 = conn.query_row("SELECT value FROM log_meta WHERE key = 'bytes'", [], |row| row.get(0))?;

@@ -83,3 +83,23 @@ async fn a_full_disk_is_reported_as_unavailable_and_keeps_nothing() {
     assert_eq!(log.stats().await.expect("stats").events, appended);
     log.close().await;
 }
+
+#[tokio::test]
+async fn an_unbounded_dedupe_window_keeps_working() {
+    // Used to overflow `receivedAt - window` and kill the writer thread.
+    let storage = fresh();
+    let log = storage.open(Duration::MAX).await;
+    let request = || AppendRequest {
+        source_id: "s".into(),
+        received_at: chrono::Utc::now(),
+        accepted: vec![sample_event("m1", "u")],
+        rejected: Vec::new(),
+    };
+    let first = log.append(request()).await.expect("first append");
+    let again = log.append(request()).await.expect("second append");
+    assert_eq!(
+        again.admissions,
+        vec![sluice_log::Admission::Duplicate(first.admissions[0].seq())]
+    );
+    log.close().await;
+}

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sluice_collector::{Collector, CollectorConfig, TrustedProxies};
 use sluice_control::AdminState;
+use sluice_core::time::time_before;
 use sluice_core::{Clock, Limits};
 use sluice_log::{EventLog, RetentionPolicy, SqliteLog, SqliteLogOptions};
 use sluice_store::{SqliteStore, Store};
@@ -332,11 +333,11 @@ pub async fn retain(
     durations: &Durations,
 ) -> anyhow::Result<u64> {
     let now = clock.now();
-    let window =
-        chrono::Duration::from_std(durations.dedupe_window).unwrap_or(chrono::Duration::MAX);
-    let rejected_age =
-        chrono::Duration::from_std(durations.rejected_max_age).unwrap_or(chrono::Duration::MAX);
-    log.expire(now - window, now - rejected_age).await?;
+    log.expire(
+        time_before(now, durations.dedupe_window),
+        time_before(now, durations.rejected_max_age),
+    )
+    .await?;
     let Some(point) = log.retention_point(policy, now).await? else {
         return Ok(0);
     };
