@@ -89,16 +89,17 @@ pub fn parse_single(
     body: &[u8],
     ctx: &IngestContext,
 ) -> Result<ParsedRequest, RequestError> {
-    check_not_empty(body)?;
-    check_depth(body, ctx.limits.max_nesting_depth)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
-        .trim();
+    let text = body_text(body, &ctx.limits)?;
     let fields: TopLevel<'_> = serde_json::from_str(text).map_err(classify)?;
     let mut request = ParsedRequest {
         body_write_key: write_key_of(&fields),
         ..ParsedRequest::default()
     };
+    // The write key is read first, so an oversize event from a body-key client is a 400, not a 401.
+    if text.len() > ctx.limits.max_event_bytes {
+        request.rejected.push(too_large(0, text, ctx.limits));
+        return Ok(request);
+    }
     let envelope = Envelope {
         received_at: format_timestamp(ctx.received_at),
         ..Envelope::default()
@@ -117,11 +118,7 @@ pub fn parse_single(
 
 /// Parses a batch envelope (`/v1/batch`, `/v1/import`, `/v1/b`).
 pub fn parse_batch(body: &[u8], ctx: &IngestContext) -> Result<ParsedRequest, RequestError> {
-    check_not_empty(body)?;
-    check_depth(body, ctx.limits.max_nesting_depth)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))?
-        .trim();
+    let text = body_text(body, &ctx.limits)?;
     let wire: WireEnvelope<'_> = serde_json::from_str(text).map_err(|e| match classify(e) {
         // The body is an object, so a type error is about `batch`.
         RequestError::NotAnObject if text.starts_with('{') => RequestError::BatchNotArray,
@@ -181,11 +178,15 @@ impl std::borrow::Borrow<str> for Key<'_> {
     }
 }
 
-fn check_not_empty(body: &[u8]) -> Result<(), RequestError> {
+/// The body as trimmed UTF-8 text, once it is known to be non-empty and not nested too deep.
+fn body_text<'a>(body: &'a [u8], limits: &Limits) -> Result<&'a str, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(RequestError::MalformedJson("the body is empty".into()));
     }
-    Ok(())
+    check_depth(body, limits.max_nesting_depth)?;
+    std::str::from_utf8(body)
+        .map(str::trim)
+        .map_err(|e| RequestError::MalformedJson(format!("the body is not UTF-8: {e}")))
 }
 
 /// Refuses bodies nested deeper than `limit` arrays/objects, in one pass over the bytes (string
@@ -310,6 +311,7 @@ fn rejection(index: usize, code: &'static str, message: String, payload: &str) -
     }
 }
 
+/// Normalises one event already known to be within the size limit.
 fn admit(
     request: &mut ParsedRequest,
     index: usize,
@@ -319,10 +321,6 @@ fn admit(
     envelope: &Envelope<'_>,
     ctx: &IngestContext,
 ) {
-    if raw.len() > ctx.limits.max_event_bytes {
-        request.rejected.push(too_large(index, raw, ctx.limits));
-        return;
-    }
     match normalise(fields, endpoint_type, envelope, ctx) {
         Ok(event) => request.accepted.push(event),
         Err(invalid) => request

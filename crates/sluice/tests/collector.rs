@@ -596,6 +596,16 @@ async fn request_limits_are_enforced_and_named() {
     )
     .await;
     assert!(error["message"].as_str().unwrap().contains("32768"));
+    // With the key only in the body, an oversize event is still a 400 naming the limit.
+    let body_key = json!({"writeKey": source.write_key, "userId": "u", "event": "E", "properties": {"pad": "z".repeat(40_000)}});
+    let response = app
+        .http
+        .post(format!("{}/v1/track", app.base))
+        .body(body_key.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "event_too_large").await;
     assert_eq!(
         app.events(&source).await.len(),
         1000,
