@@ -123,6 +123,15 @@ fn storage(e: rusqlite::Error) -> LogError {
     }
 }
 
+/// The `dedupe.message_ids` column: the admitted messageIds of one append, in seq order.
+fn encode_message_ids(ids: &[&str]) -> Result<String, LogError> {
+    serde_json::to_string(ids).map_err(|e| LogError::Storage(e.to_string()))
+}
+
+fn decode_message_ids(column: &str) -> Result<Vec<String>, LogError> {
+    serde_json::from_str(column).map_err(|e| LogError::Storage(format!("dedupe record: {e}")))
+}
+
 fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -231,9 +240,7 @@ impl Writer {
                 let source_id: String = row.get(1).map_err(storage)?;
                 let received_at: i64 = row.get(2).map_err(storage)?;
                 let ids: String = row.get(3).map_err(storage)?;
-                let ids: Vec<String> =
-                    serde_json::from_str(&ids).map_err(|e| LogError::Storage(e.to_string()))?;
-                for (offset, message_id) in ids.iter().enumerate() {
+                for (offset, message_id) in decode_message_ids(&ids)?.iter().enumerate() {
                     let key = dedupe.key(&source_id, message_id);
                     dedupe.record(key, (first_seq + offset as i64) as u64, received_at);
                 }
@@ -370,7 +377,7 @@ impl Writer {
                             earlier.is_some_and(|(first, source, at, ids)| {
                                 source == job.source_id
                                     && at >= window_start
-                                    && serde_json::from_str::<Vec<String>>(&ids)
+                                    && decode_message_ids(&ids)
                                         .ok()
                                         .and_then(|ids| {
                                             ids.into_iter().nth((seq_i - first) as usize)
@@ -398,8 +405,7 @@ impl Writer {
                     insert_range
                         .execute(params![job.source_id, first_seq, next_seq - 1])
                         .map_err(storage)?;
-                    let ids = serde_json::to_string(&admitted_ids)
-                        .map_err(|e| LogError::Storage(e.to_string()))?;
+                    let ids = encode_message_ids(&admitted_ids)?;
                     record_dedupe
                         .execute(params![first_seq, job.source_id, received_at, ids])
                         .map_err(storage)?;
