@@ -70,8 +70,19 @@ fn source_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
 
 const SOURCE_COLUMNS: &str = "id, name, kind, write_key, created_at, rate_limit_per_second";
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+/// A write that failed on the unique source name is a conflict; anything else a storage error.
+fn source_write_error(e: rusqlite::Error, name: &str) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Conflict {
+                what: "source",
+                name: name.to_owned(),
+            }
+        }
+        _ => storage(e),
+    }
 }
 
 impl SqliteStore {
@@ -157,16 +168,7 @@ impl Store for SqliteStore {
                     row.rate_limit_per_second
                 ],
             )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        what: "source",
-                        name: row.name.clone(),
-                    }
-                } else {
-                    storage(e)
-                }
-            })?;
+            .map_err(|e| source_write_error(e, &row.name))?;
             Ok(())
         })
         .await?;
@@ -245,16 +247,7 @@ impl Store for SqliteStore {
                 "UPDATE sources SET name = ?2, rate_limit_per_second = ?3 WHERE id = ?1",
                 params![id, name, rate],
             )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict {
-                        what: "source",
-                        name: name.clone(),
-                    }
-                } else {
-                    storage(e)
-                }
-            })?;
+            .map_err(|e| source_write_error(e, &name))?;
             load_source(conn, &id)
         })
         .await
