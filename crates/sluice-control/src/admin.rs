@@ -18,6 +18,7 @@ pub struct AdminState {
     pub store: Arc<dyn Store>,
     pub log: Arc<dyn EventLog>,
     pub admin_token: Arc<str>,
+    pub router: sluice_router::Router,
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -29,6 +30,7 @@ pub fn routes(state: AdminState) -> Router {
         )
         .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
         .route("/api/v1/sources/{id}/events", get(source_events))
+        .merge(crate::destinations::routes())
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
         })
@@ -62,7 +64,7 @@ async fn require_admin(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
     body.map(|Json(value)| value).map_err(|e| {
         AdminError::new(
             StatusCode::BAD_REQUEST,
@@ -80,7 +82,7 @@ struct CreateSource {
     rate_limit_per_second: Option<u32>,
 }
 
-fn valid_name(name: Option<String>) -> Result<String, AdminError> {
+pub(crate) fn valid_name(name: Option<String>) -> Result<String, AdminError> {
     let name = name.unwrap_or_default().trim().to_owned();
     if name.is_empty() || name.len() > 100 {
         return Err(AdminError::invalid(

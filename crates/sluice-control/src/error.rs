@@ -10,7 +10,7 @@ pub struct AdminError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub fields: Vec<&'static str>,
+    pub fields: Vec<String>,
 }
 
 impl AdminError {
@@ -23,9 +23,9 @@ impl AdminError {
         }
     }
 
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            fields: vec![field],
+            fields: vec![field.into()],
             ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
         }
     }
@@ -36,7 +36,7 @@ impl From<StoreError> for AdminError {
         match e {
             StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             StoreError::Conflict { .. } => Self {
-                fields: vec!["name"],
+                fields: vec!["name".into()],
                 ..Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             },
             StoreError::Storage(_) => {
@@ -66,8 +66,8 @@ impl From<LogError> for AdminError {
 struct Body<'a> {
     code: &'a str,
     message: &'a str,
-    #[serde(skip_serializing_if = "<[&str]>::is_empty")]
-    fields: &'a [&'static str],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    fields: &'a [String],
 }
 
 impl IntoResponse for AdminError {

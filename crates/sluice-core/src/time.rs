@@ -98,6 +98,17 @@ pub fn serialize<S: serde::Serializer>(
     serializer.serialize_str(&format_timestamp(*at))
 }
 
+/// `serialize_with` helper for an optional timestamp (`null` when absent).
+pub fn serialize_option<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serialize(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,11 @@
 //! router arrives. It holds no events (those are the log's) and knows nothing about HTTP.
 //! Methods are named after use cases; there is no generic query API.
 
+mod delivery;
 mod sqlite;
+mod sqlite_delivery;
 
+pub use delivery::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -79,6 +82,65 @@ pub trait Store: Send + Sync + 'static {
     /// The lowest cursor over every destination that exists, enabled or paused: retention must
     /// not delete anything above it.
     async fn lowest_destination_cursor(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Creates a destination whose cursor starts at `cursor` (every event up to it counts as
+    /// passed). 409 on a duplicate name.
+    async fn create_destination(
+        &self,
+        new: NewDestination,
+        cursor: u64,
+    ) -> Result<DestinationRecord, StoreError>;
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>, StoreError>;
+    async fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError>;
+    async fn update_destination(
+        &self,
+        id: &str,
+        update: DestinationUpdate,
+    ) -> Result<DestinationRecord, StoreError>;
+    /// Deletes a destination and all of its state (cursor, held events, dead letters,
+    /// delivery log, backoff).
+    async fn delete_destination(&self, id: &str) -> Result<(), StoreError>;
+    async fn destination_cursor(&self, destination_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Applies one worker step atomically (see [`Progress`]).
+    async fn commit_progress(
+        &self,
+        destination_id: &str,
+        progress: Progress,
+    ) -> Result<(), StoreError>;
+    /// The held events of a destination, oldest first.
+    async fn held_events(&self, destination_id: &str) -> Result<Vec<HeldEvent>, StoreError>;
+    async fn destination_backoff(
+        &self,
+        destination_id: &str,
+    ) -> Result<Option<Backoff>, StoreError>;
+    /// Dead letters, oldest first.
+    async fn dead_letters(
+        &self,
+        destination_id: &str,
+        filter: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn count_dead_letters(&self, destination_id: &str) -> Result<u64, StoreError>;
+    /// Moves the matching dead letters back into the held list, due at `now`, and returns how
+    /// many; the worker then delivers them in order with the person's other events.
+    async fn replay_dead_letters(
+        &self,
+        destination_id: &str,
+        filter: &DeadLetterFilter,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// The delivery log, newest first.
+    async fn deliveries(
+        &self,
+        destination_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Every identity link and how far the index has read the log.
+    async fn identity_links(&self) -> Result<(Vec<IdentityLink>, u64), StoreError>;
+    async fn record_identities(&self, batch: IdentityBatch) -> Result<(), StoreError>;
+    /// The seq at which `user_id` was first seen as a userId, if ever.
+    async fn user_first_seen(&self, user_id: &str) -> Result<Option<u64>, StoreError>;
 
     /// Whether the storage answers (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;

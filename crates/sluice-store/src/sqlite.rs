@@ -1,5 +1,11 @@
-use crate::{new_source_id, new_write_key, NewSource, Source, SourceKind, Store, StoreError};
+use crate::sqlite_delivery::{self as delivery, storage, unique_name_error};
+use crate::{
+    new_source_id, new_write_key, Backoff, DeadLetter, DeadLetterFilter, DeliveryRecord,
+    DestinationRecord, DestinationUpdate, HeldEvent, IdentityBatch, IdentityLink, NewDestination,
+    NewSource, Progress, Source, SourceKind, Store, StoreError,
+};
 use async_trait::async_trait;
+use chrono::DateTime;
 use chrono::{TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -35,10 +41,6 @@ CREATE TABLE IF NOT EXISTS destination_cursors (
 
 const KEY_CACHE_LIMIT: usize = 100_000;
 
-fn storage(e: rusqlite::Error) -> StoreError {
-    StoreError::Storage(e.to_string())
-}
-
 fn kind_name(kind: SourceKind) -> &'static str {
     match kind {
         SourceKind::Web => "web",
@@ -72,17 +74,7 @@ const SOURCE_COLUMNS: &str = "id, name, kind, write_key, created_at, rate_limit_
 
 /// A write that failed on the unique source name is a conflict; anything else a storage error.
 fn source_write_error(e: rusqlite::Error, name: &str) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            StoreError::Conflict {
-                what: "source",
-                name: name.to_owned(),
-            }
-        }
-        _ => storage(e),
-    }
+    unique_name_error(e, "source", name)
 }
 
 impl SqliteStore {
@@ -95,6 +87,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        conn.execute_batch(delivery::SCHEMA).map_err(storage)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             key_cache: Arc::default(),
@@ -104,12 +97,12 @@ impl SqliteStore {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            work(&conn)
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut conn)
         })
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))?
@@ -118,7 +111,7 @@ impl SqliteStore {
     /// Runs a mutation and forgets every cached write-key lookup.
     async fn mutate<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let result = self.run(work).await;
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -324,6 +317,125 @@ impl Store for SqliteStore {
             .map_err(storage)
         })
         .await
+    }
+
+    async fn create_destination(
+        &self,
+        new: NewDestination,
+        cursor: u64,
+    ) -> Result<DestinationRecord, StoreError> {
+        self.run(move |conn| delivery::create_destination(conn, new, cursor))
+            .await
+    }
+
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>, StoreError> {
+        self.run(|conn| delivery::list_destinations(conn)).await
+    }
+
+    async fn destination(&self, id: &str) -> Result<Option<DestinationRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |conn| delivery::destination(conn, &id)).await
+    }
+
+    async fn update_destination(
+        &self,
+        id: &str,
+        update: DestinationUpdate,
+    ) -> Result<DestinationRecord, StoreError> {
+        let id = id.to_owned();
+        self.run(move |conn| delivery::update_destination(conn, &id, update))
+            .await
+    }
+
+    async fn delete_destination(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run(move |conn| delivery::delete_destination(conn, &id))
+            .await
+    }
+
+    async fn destination_cursor(&self, destination_id: &str) -> Result<Option<u64>, StoreError> {
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::destination_cursor(conn, &id))
+            .await
+    }
+
+    async fn commit_progress(
+        &self,
+        destination_id: &str,
+        progress: Progress,
+    ) -> Result<(), StoreError> {
+        if progress.is_empty() {
+            return Ok(());
+        }
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::commit_progress(conn, &id, progress))
+            .await
+    }
+
+    async fn held_events(&self, destination_id: &str) -> Result<Vec<HeldEvent>, StoreError> {
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::held_events(conn, &id)).await
+    }
+
+    async fn destination_backoff(
+        &self,
+        destination_id: &str,
+    ) -> Result<Option<Backoff>, StoreError> {
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::destination_backoff(conn, &id))
+            .await
+    }
+
+    async fn dead_letters(
+        &self,
+        destination_id: &str,
+        filter: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let (id, filter) = (destination_id.to_owned(), filter.clone());
+        self.run(move |conn| delivery::dead_letters(conn, &id, &filter))
+            .await
+    }
+
+    async fn count_dead_letters(&self, destination_id: &str) -> Result<u64, StoreError> {
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::count_dead_letters(conn, &id))
+            .await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        destination_id: &str,
+        filter: &DeadLetterFilter,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let (id, filter) = (destination_id.to_owned(), filter.clone());
+        self.run(move |conn| delivery::replay_dead_letters(conn, &id, &filter, now))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        destination_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let id = destination_id.to_owned();
+        self.run(move |conn| delivery::deliveries(conn, &id, limit))
+            .await
+    }
+
+    async fn identity_links(&self) -> Result<(Vec<IdentityLink>, u64), StoreError> {
+        self.run(|conn| delivery::identity_links(conn)).await
+    }
+
+    async fn record_identities(&self, batch: IdentityBatch) -> Result<(), StoreError> {
+        self.run(move |conn| delivery::record_identities(conn, batch))
+            .await
+    }
+
+    async fn user_first_seen(&self, user_id: &str) -> Result<Option<u64>, StoreError> {
+        let user_id = user_id.to_owned();
+        self.run(move |conn| delivery::user_first_seen(conn, &user_id))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -22,6 +22,7 @@ pub struct Config {
     pub log_format: String,
     pub log: LogSection,
     pub collector: CollectorSection,
+    pub delivery: DeliverySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +57,39 @@ pub struct CollectorSection {
     pub rate_limit_per_second: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySection {
+    /// How often an idle destination looks for new events.
+    pub poll_interval: String,
+    /// How long a failing event is retried before it is dead-lettered.
+    pub retry_window: String,
+    /// First retry delay; doubled per failure (with jitter) up to `backoff_max`.
+    pub backoff_base: String,
+    pub backoff_max: String,
+    /// Events read ahead of a destination's cursor.
+    pub window_events: usize,
+    /// Requests in flight at once per destination.
+    pub max_in_flight: usize,
+    /// Longest time to wait for a destination's answer.
+    pub request_timeout: String,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let defaults = sluice_router::RouterConfig::default();
+        Self {
+            poll_interval: "100ms".into(),
+            retry_window: "24h".into(),
+            backoff_base: "1s".into(),
+            backoff_max: "5m".into(),
+            window_events: defaults.window_events,
+            max_in_flight: defaults.max_in_flight,
+            request_timeout: "30s".into(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -65,6 +99,7 @@ impl Default for Config {
             log_format: "text".into(),
             log: LogSection::default(),
             collector: CollectorSection::default(),
+            delivery: DeliverySection::default(),
         }
     }
 }
@@ -103,6 +138,7 @@ pub struct Durations {
     pub dedupe_window: Duration,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
+    pub router: sluice_router::RouterConfig,
 }
 
 impl Config {
@@ -136,7 +172,19 @@ impl Config {
             dedupe_window: parse("collector.dedupe_window", &self.collector.dedupe_window)?,
             request_timeout: parse("collector.request_timeout", &self.collector.request_timeout)?,
             header_timeout: parse("collector.header_timeout", &self.collector.header_timeout)?,
+            router: sluice_router::RouterConfig {
+                poll_interval: parse("delivery.poll_interval", &self.delivery.poll_interval)?,
+                retry_window: parse("delivery.retry_window", &self.delivery.retry_window)?,
+                backoff_base: parse("delivery.backoff_base", &self.delivery.backoff_base)?,
+                backoff_max: parse("delivery.backoff_max", &self.delivery.backoff_max)?,
+                window_events: self.delivery.window_events.max(1),
+                max_in_flight: self.delivery.max_in_flight.max(1),
+                request_timeout: parse("delivery.request_timeout", &self.delivery.request_timeout)?,
+            },
         };
+        if durations.router.poll_interval.is_zero() || durations.router.request_timeout.is_zero() {
+            bail!("delivery.poll_interval and delivery.request_timeout must be more than 0");
+        }
         if durations.retention_interval.is_zero() {
             bail!("log.retention_interval must be more than 0");
         }

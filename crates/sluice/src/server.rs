@@ -14,6 +14,7 @@ use sluice_control::AdminState;
 use sluice_core::time::time_before;
 use sluice_core::{Clock, Limits};
 use sluice_log::{EventLog, RetentionPolicy, SqliteLog, SqliteLogOptions};
+use sluice_router::Router as DeliveryRouter;
 use sluice_store::{SqliteStore, Store};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,6 +35,7 @@ pub struct RunningServer {
     pub admin_token_generated: bool,
     pub log: Arc<SqliteLog>,
     pub store: Arc<dyn Store>,
+    pub router: DeliveryRouter,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -167,6 +169,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
                 .filter(|r| *r > 0),
         },
     );
+    let router = DeliveryRouter::start(
+        log.clone(),
+        store.clone(),
+        clock.clone(),
+        sluice_destinations::builtin(),
+        durations.router,
+    )
+    .await
+    .context("cannot start the delivery engine")?;
     let metrics = metrics_handle();
     let health = Health {
         log: log.clone(),
@@ -178,6 +189,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             store: store.clone(),
             log: log.clone(),
             admin_token: admin_token.clone().into(),
+            router: router.clone(),
         }))
         .merge(
             Router::new()
@@ -210,16 +222,19 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let retention = tokio::spawn(run_retention(
         log.clone(),
         store.clone(),
+        router.clone(),
         clock,
         durations,
         config.log.retention_max_bytes,
         shutdown_rx.clone(),
     ));
     let serve_log = log.clone();
+    let serve_router = router.clone();
     let header_limit = config.collector.max_header_bytes;
     let task = tokio::spawn(async move {
         serve(listener, app, durations, header_limit, shutdown_rx).await;
         retention.abort();
+        serve_router.shutdown().await;
         serve_log.close().await;
         tracing::info!("stopped; the event log is flushed and closed");
     });
@@ -230,6 +245,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         admin_token_generated,
         log,
         store,
+        router,
         shutdown,
         task,
     })
@@ -296,6 +312,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn run_retention(
     log: Arc<SqliteLog>,
     store: Arc<dyn Store>,
+    router: DeliveryRouter,
     clock: Arc<dyn Clock>,
     durations: Durations,
     max_bytes: u64,
@@ -316,6 +333,7 @@ async fn run_retention(
             clock.as_ref(),
             &policy,
             &durations,
+            router.identity().indexed_through(),
         )
         .await
         {
@@ -324,13 +342,15 @@ async fn run_retention(
     }
 }
 
-/// One retention pass; returns how many events were deleted.
+/// One retention pass; returns how many events were deleted. Nothing the identity index has
+/// not read yet (above `identity_indexed_through`) is deleted.
 pub async fn retain(
     log: &dyn EventLog,
     store: &dyn Store,
     clock: &dyn Clock,
     policy: &RetentionPolicy,
     durations: &Durations,
+    identity_indexed_through: u64,
 ) -> anyhow::Result<u64> {
     let now = clock.now();
     log.expire(
@@ -345,7 +365,8 @@ pub async fn retain(
     let floor = match store.lowest_destination_cursor().await? {
         Some(cursor) => point.min(cursor + 1),
         None => point,
-    };
+    }
+    .min(identity_indexed_through.saturating_add(1));
     let deleted = log.trim(floor).await?;
     if deleted > 0 {
         tracing::info!(deleted, below_seq = floor, "retention trimmed the log");

@@ -137,6 +137,7 @@ async fn retention_trims_by_age_but_never_above_a_destination_cursor() {
             app.clock.as_ref(),
             &policy,
             &durations,
+            u64::MAX,
         )
     };
 
@@ -180,6 +181,7 @@ async fn retention_trims_by_age_but_never_above_a_destination_cursor() {
         app.clock.as_ref(),
         &by_size,
         &durations,
+        u64::MAX,
     )
     .await
     .unwrap();
