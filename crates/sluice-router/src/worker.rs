@@ -454,6 +454,13 @@ impl Worker {
         self.progress.deliveries.extend(done.records);
         let mut any_success = false;
         let mut retry: Option<(String, Option<Duration>)> = None;
+        // A retry of one event that already failed twice says more about that event than
+        // about the destination: unless rate-limited, it backs off alone.
+        let lone_retry = done.seqs.len() == 1
+            && self
+                .entries
+                .get(&done.seqs[0])
+                .is_some_and(|e| e.attempts >= 2);
         let mut unauthorized: Option<String> = None;
         for (seq, outcome) in done.seqs.iter().zip(done.outcomes) {
             let Some(entry) = self.entries.get_mut(seq) else {
@@ -484,7 +491,9 @@ impl Worker {
                     retry_after,
                 } => {
                     self.retry_later(*seq, &reason, retry_after, now);
-                    retry = Some((reason, retry_after));
+                    if !lone_retry || retry_after.is_some() {
+                        retry = Some((reason, retry_after));
+                    }
                 }
                 OpOutcome::Unauthorized { reason } => unauthorized = Some(reason),
             }
