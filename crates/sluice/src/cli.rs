@@ -26,7 +26,7 @@ pub struct Connection {
     token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -35,6 +35,20 @@ pub enum AdminCommand {
     Source {
         #[command(subcommand)]
         command: SourceCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Manage destinations (Customer.io, webhook).
+    Destination {
+        #[command(subcommand)]
+        command: crate::cli_delivery::DestinationCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Inspect and replay events that could not be delivered.
+    DeadLetters {
+        #[command(subcommand)]
+        command: crate::cli_delivery::DeadLetterCommand,
         #[command(flatten)]
         connection: Connection,
     },
@@ -68,14 +82,14 @@ pub enum SourceCommand {
     RotateKey { name: String },
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Client {
-    fn new(connection: &Connection) -> anyhow::Result<Self> {
+    pub(crate) fn new(connection: &Connection) -> anyhow::Result<Self> {
         let token = match &connection.token {
             Some(token) => token.clone(),
             None => std::fs::read_to_string(Path::new("sluice-data").join("admin-token"))
@@ -92,7 +106,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -148,7 +162,7 @@ impl Client {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -161,6 +175,14 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             command,
             connection,
         } => source(command, &connection).await,
+        AdminCommand::Destination {
+            command,
+            connection,
+        } => crate::cli_delivery::destination(command, &connection).await,
+        AdminCommand::DeadLetters {
+            command,
+            connection,
+        } => crate::cli_delivery::dead_letters(command, &connection).await,
         AdminCommand::Tail {
             source,
             last,

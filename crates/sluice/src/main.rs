@@ -1,6 +1,7 @@
 //! `sluice`: serve the pipeline, or manage it through the admin API.
 
 mod cli;
+mod cli_delivery;
 
 // The collector allocates and frees many small JSON values per request; glibc's allocator
 // showed up as ~12% of a profile under load.

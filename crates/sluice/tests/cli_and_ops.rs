@@ -226,3 +226,110 @@ async fn sigterm_drains_and_flushes_then_exits_cleanly() {
     assert_eq!(stored[0].event.message_id(), "before-term");
     log.close().await;
 }
+
+#[tokio::test]
+async fn destination_and_dead_letter_commands_work_through_the_admin_api() {
+    let app = spawn_with(|config| config.delivery.poll_interval = "10ms".into()).await;
+    let server = sluice_testkit::CioTestServer::start(sluice_testkit::CioOptions::default())
+        .await
+        .expect("test server");
+    let url = server.url();
+    let rejected = cli(
+        &app,
+        &[
+            "destination",
+            "create",
+            "customerio",
+            "--name",
+            "cio",
+            "--site-id",
+            "SITE_ID_TEST",
+            "--api-key",
+            "nope",
+            "--track-url",
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(
+        rejected.status.code(),
+        Some(1),
+        "a rejected key fails the command"
+    );
+    assert!(
+        String::from_utf8_lossy(&rejected.stderr).contains("rejected"),
+        "{rejected:?}"
+    );
+    let created = cli(
+        &app,
+        &[
+            "destination",
+            "create",
+            "customerio",
+            "--name",
+            "cio",
+            "--site-id",
+            "SITE_ID_TEST",
+            "--api-key",
+            "API_KEY_TEST",
+            "--track-url",
+            &url,
+        ],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+    assert!(
+        !stdout(&created).contains("API_KEY_TEST"),
+        "the key is never printed"
+    );
+    let listed = cli(&app, &["destination", "list"]).await;
+    assert!(stdout(&listed).contains("cio"), "{listed:?}");
+    let shown = cli(&app, &["destination", "show", "cio", "--json"]).await;
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown["config"]["api_key"], "••••TEST");
+
+    // A refused event becomes a dead letter; the CLI lists and replays it.
+    server.push_responses([sluice_testkit::Scripted::status(400)]);
+    let source = app.create_source("server").await;
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "E", "messageId": "m1"}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = cli(&app, &["dead-letters", "list", "--destination", "cio"]).await;
+        if stdout(&listed).starts_with("1 dead letters") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replayed = cli(&app, &["dead-letters", "replay", "--destination", "cio"]).await;
+    assert!(
+        stdout(&replayed).contains("replayed 1 dead letters"),
+        "{replayed:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&replayed.stderr).contains("1/1"),
+        "a progress bar: {replayed:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.accepted().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replayed event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let disabled = cli(&app, &["destination", "disable", "cio"]).await;
+    assert!(stdout(&disabled).contains("disabled"), "{disabled:?}");
+    let deleted = cli(&app, &["destination", "delete", "cio"]).await;
+    assert!(deleted.status.success());
+    let missing = cli(&app, &["destination", "show", "cio"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+}
