@@ -4,7 +4,10 @@
 # freshly started sluice and checks, through the admin events API, that every
 # call was stored exactly once and normalised as the contract says.
 #
-#   bash tests/compat/run.sh            # needs target/debug/sluice (cargo build -p sluice)
+#   bash tests/compat/run.sh            # needs target/debug/sluice and target/debug/sluice-cio-test-server
+#                                       # (cargo build -p sluice -p sluice-testkit)
+# It also creates a Customer.io destination pointed at the in-repo Customer.io-compatible test
+# server and checks that every call reached it, mapped, in order per user.
 #   SLUICE_BIN=/path/to/sluice bash tests/compat/run.sh
 #
 # Optional env: COMPAT_READY_TIMEOUT (s, default 60), COMPAT_EVENTS_TIMEOUT (s,
@@ -17,6 +20,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCRATCH="$HERE/.scratch"
 SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+CIO_BIN="${CIO_BIN:-$ROOT/target/debug/sluice-cio-test-server}"
 READY_TIMEOUT="${COMPAT_READY_TIMEOUT:-60}"
 EVENTS_TIMEOUT="${COMPAT_EVENTS_TIMEOUT:-30}"
 DRIVER_TIMEOUT="${COMPAT_DRIVER_TIMEOUT:-180}"
@@ -66,11 +70,14 @@ fi
 
 # ---------------------------------------------------------------- server
 [ -x "$SLUICE_BIN" ] || fail_setup "no sluice binary at $SLUICE_BIN (run 'cargo build -p sluice' or set SLUICE_BIN)"
+[ -x "$CIO_BIN" ] || fail_setup "no test server at $CIO_BIN (run 'cargo build -p sluice-testkit' or set CIO_BIN)"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sluice-compat.XXXXXX")"
 SERVER_PID=""
+CIO_PID=""
 STATUS=1
 cleanup() {
+  if [ -n "$CIO_PID" ]; then kill -TERM "$CIO_PID" 2>/dev/null; wait "$CIO_PID" 2>/dev/null; fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -102,10 +109,22 @@ SLUICE_ADMIN_TOKEN="$TOKEN" "$SLUICE_BIN" serve --data-dir "$WORK/data" --listen
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
+"$CIO_BIN" --listen 127.0.0.1:0 >"$WORK/cio.log" 2>&1 &
+CIO_PID=$!
+CIO_URL=""
+for _ in $(seq 100); do
+  CIO_URL="$(sed -n 's/^listening on //p' "$WORK/cio.log" | head -n1)"
+  [ -n "$CIO_URL" ] && break
+  sleep 0.1
+done
+[ -n "$CIO_URL" ] || fail_setup "the Customer.io test server did not start: $(cat "$WORK/cio.log")"
+echo "customer.io test server: $CIO_URL"
+
 VERIFY=("$PYTHON" "$HERE/verify.py")
 "${VERIFY[@]}" wait-ready --base "$BASE" --pid "$SERVER_PID" --timeout "$READY_TIMEOUT" || exit 1
 "${VERIFY[@]}" create-sources --base "$BASE" --token "$TOKEN" --out "$WORK/sources.json" \
   "compat-python-$RUN_ID" "compat-node-$RUN_ID" || exit 1
+"${VERIFY[@]}" create-destination --base "$BASE" --token "$TOKEN" --cio "$CIO_URL" || exit 1
 key_of() { "$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]["write_key"])' "$WORK/sources.json" "$1"; }
 # verify.py looks sources up by client name
 "$PYTHON" - "$WORK/sources.json" "$RUN_ID" <<'EOF'
@@ -133,4 +152,8 @@ node_rc=$?
   --since "$SINCE" --timeout "$EVENTS_TIMEOUT" \
   --manifest "python=$WORK/python.json" --manifest "node=$WORK/node.json"
 STATUS=$?
+"${VERIFY[@]}" check-delivery --cio "$CIO_URL" --timeout "$EVENTS_TIMEOUT" \
+  --manifest "python=$WORK/python.json" --manifest "node=$WORK/node.json"
+DELIVERY_STATUS=$?
+[ "$DELIVERY_STATUS" -eq 0 ] || STATUS=$DELIVERY_STATUS
 exit "$STATUS"

@@ -323,6 +323,120 @@ def cmd_check(a):
     return 1 if failed or not results else 0
 
 
+# ---------------------------------------------------------------- delivery
+
+
+def cio_identifiers(person):
+    """sluice's identifier rules: cio_<id> -> cio_id, an email -> email, else id."""
+    if person.startswith("cio_") and len(person) > 4:
+        return {"cio_id": person[4:]}
+    if "@" in person and "." in person.split("@", 1)[1]:
+        return {"email": person}
+    return {"id": person}
+
+
+def expected_delivery(call, calls):
+    """A predicate for the Customer.io op that `call` must become, and a description."""
+    e = call["expect"]
+    kind = e["type"]
+    user = e.get("userId")
+    if user is None:
+        # An anonymous call goes to the person an earlier alias linked its anonymousId to.
+        linked = [c["expect"]["userId"] for c in calls[: calls.index(call)]
+                  if c["expect"]["type"] == "alias" and c["expect"].get("previousId") == e.get("anonymousId")]
+        who = cio_identifiers(linked[-1]) if linked else {"anonymous_id": e.get("anonymousId")}
+    else:
+        who = cio_identifiers(user)
+
+    def event_like(op, action, name):
+        return (op.get("type") == "person" and op.get("action") == action and op.get("identifiers") == who
+                and op.get("name") == name and isinstance(op.get("id"), str) and len(op["id"]) == 26
+                and isinstance(op.get("timestamp"), int))
+
+    if kind == "identify":
+        email = e.get("traits", {}).get("email")
+        return (lambda op: op.get("type") == "person" and op.get("action") == "identify"
+                and op.get("identifiers") == who and (op.get("attributes") or {}).get("email") == email,
+                "person identify %s with traits.email" % who)
+    if kind == "track":
+        return (lambda op: event_like(op, "event", e["event"])
+                and (op.get("attributes") or {}).keys() >= {k for k, v in (e.get("properties") or {}).items() if v is not None},
+                "event %r for %s with a ULID id" % (e["event"], who))
+    if kind == "page":
+        name = (e.get("properties") or {}).get("url") or e.get("name")
+        return (lambda op: event_like(op, "page", name), "page view %r for %s" % (name, who))
+    if kind == "screen":
+        return (lambda op: event_like(op, "screen", e["name"]), "screen view %r for %s" % (e["name"], who))
+    if kind == "group":
+        return (lambda op: op.get("type") == "object" and op.get("action") == "identify"
+                and op.get("identifiers") == {"object_type_id": "1", "object_id": e["groupId"]}
+                and (op.get("cio_relationships") or [{}])[0].get("identifiers") == who,
+                "object %s related to %s" % (e["groupId"], who))
+    if kind == "alias":
+        return (lambda op: op.get("type") == "person" and op.get("action") == "identify"
+                and op.get("identifiers") == who
+                and (op.get("attributes") or {}).get("anonymous_id") == e["previousId"],
+                "identify %s linking anonymous_id %s" % (who, e["previousId"]))
+    return (lambda op: False, "an op for %s" % kind)
+
+
+def cmd_create_destination(a):
+    body = {"name": a.name, "type": "customerio",
+            "config": {"site_id": "SITE_ID_TEST", "api_key": "API_KEY_TEST", "track_url": a.cio}}
+    status, resp, text = http("POST", a.base + "/api/v1/destinations", a.token, body)
+    if status != 201:
+        die_setup("POST /api/v1/destinations -> %d %s (want 201)" % (status, short(text)))
+    if "API_KEY_TEST" in text:
+        die_setup("the API key was echoed back: %s" % short(text))
+    print("destination %s: id %s -> %s" % (a.name, resp["id"], a.cio))
+    return 0
+
+
+def cmd_check_delivery(a):
+    results = []
+
+    def report(ok, name, problems=()):
+        print(("PASS " if ok else "FAIL ") + name + ((": " + "; ".join(problems)) if problems else ""), flush=True)
+        results.append(ok)
+
+    manifests = {}
+    for spec in a.manifest:
+        name, _, path = spec.partition("=")
+        try:
+            with open(path) as f:
+                manifests[name] = json.load(f)["calls"]
+        except (OSError, ValueError, KeyError) as e:
+            report(False, "%s delivery: no usable manifest (%s)" % (name, e))
+    wanted = [(name, call, *expected_delivery(call, calls)) for name, calls in manifests.items() for call in calls]
+    deadline = time.monotonic() + a.timeout
+    while True:
+        status, ops, text = http("GET", a.cio + "/_test/accepted")
+        ops = ops if status == 200 and isinstance(ops, list) else []
+        matched = {id(w): next((i for i, op in enumerate(ops) if w[2](op)), None) for w in wanted}
+        if all(v is not None for v in matched.values()) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    for w in wanted:
+        name, call, _, what = w
+        report(matched[id(w)] is not None, "%s %s delivered to Customer.io as %s" % (name, call["label"], what),
+               [] if matched[id(w)] is not None else ["not among the %d accepted ops" % len(ops)])
+    for name, calls in manifests.items():
+        positions = [matched[id(w)] for w in wanted if w[0] == name and w[1]["expect"].get("userId")
+                     and w[1]["expect"]["type"] != "group"]
+        ok = None not in positions and positions == sorted(positions)
+        report(ok, "%s: the user's operations arrived in the order they were sent" % name,
+               [] if ok else ["accepted positions %s" % positions])
+    ids = [op.get("id") for op in ops if op.get("action") in ("event", "page", "screen")]
+    report(len(ids) == len(set(ids)), "no event delivered twice", [] if len(ids) == len(set(ids)) else ["duplicate ids"])
+    status, requests, _ = http("GET", a.cio + "/_test/requests")
+    bad = [r for r in (requests or []) if r.get("path", "").startswith("/api/v2/batch") and r.get("status") != 200]
+    report(not bad, "every batch sluice sent passed the test server's validation",
+           [short(r.get("response_body"), 300) for r in bad[:3]])
+    passed = sum(1 for r in results if r)
+    print("compat-delivery: %d passed, %d failed" % (passed, len(results) - passed))
+    return 1 if passed != len(results) or not results else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -335,6 +449,15 @@ def main():
     c.add_argument("--token", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("names", nargs="+")
+    d = sub.add_parser("create-destination")
+    d.add_argument("--base", required=True)
+    d.add_argument("--token", required=True)
+    d.add_argument("--cio", required=True)
+    d.add_argument("--name", default="cio-compat")
+    cd = sub.add_parser("check-delivery")
+    cd.add_argument("--cio", required=True)
+    cd.add_argument("--timeout", type=float, default=30)
+    cd.add_argument("--manifest", action="append", default=[])
     k = sub.add_parser("check")
     k.add_argument("--base", required=True)
     k.add_argument("--token", required=True)
@@ -344,7 +467,13 @@ def main():
     k.add_argument("--timeout", type=float, default=30)
     k.add_argument("--limit", type=int, default=100)
     a = ap.parse_args()
-    return {"wait-ready": cmd_wait_ready, "create-sources": cmd_create_sources, "check": cmd_check}[a.cmd](a)
+    return {
+        "wait-ready": cmd_wait_ready,
+        "create-sources": cmd_create_sources,
+        "create-destination": cmd_create_destination,
+        "check": cmd_check,
+        "check-delivery": cmd_check_delivery,
+    }[a.cmd](a)
 
 
 if __name__ == "__main__":
