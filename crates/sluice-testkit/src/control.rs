@@ -11,7 +11,9 @@
 //! | `POST /_test/delay` | `{"ms":200}` | latency for track requests |
 //! | `POST /_test/credentials` | `{"site_id":"…","api_key":"…"}` | rotate credentials |
 //! | `POST /_test/rate` | `{"max_rps":100}` or `{"max_rps":null}` | change the rate cap |
-//! | `POST /_test/clear` | | forget records, dedupe memory, queued answers |
+//! | `POST /_test/clear` | | forget records, dedupe memory, queued answers, stats |
+//! | `GET /_test/stats` | | counters and event latency, see [`crate::CioTestServer::stats`] |
+//! | `POST /_test/stats/reset` | | zero the stats (the dedupe memory stays) |
 
 use std::time::Duration;
 
@@ -139,6 +141,11 @@ fn run(shared: &Shared, method: &str, command: &str, body: Option<&[u8]>) -> Res
         }
         ("POST", "clear") => {
             lock(shared).clear();
+            done()
+        }
+        ("GET", "stats") => Reply::json(StatusCode::OK, &lock(shared).stats()),
+        ("POST", "stats/reset") => {
+            lock(shared).reset_stats();
             done()
         }
         _ => Reply::json(

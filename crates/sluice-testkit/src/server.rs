@@ -3,7 +3,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -17,10 +17,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::rng::SplitMix64;
+use crate::stats::Stats;
 use crate::v1::V1Route;
 use crate::validate::{
-    is_ulid, serialized_len, validate_op, OpError, MAX_BATCH_ITEM_BYTES, MAX_BATCH_REQUEST_BYTES,
-    MAX_ENTITY_REQUEST_BYTES,
+    is_ulid, serialized_len, ulid_time_ms, validate_op, OpError, MAX_BATCH_ITEM_BYTES,
+    MAX_BATCH_REQUEST_BYTES, MAX_ENTITY_REQUEST_BYTES,
 };
 use crate::{auth, control, v1};
 
@@ -204,6 +205,9 @@ pub(crate) struct Inner {
     accepted: Vec<AcceptedOp>,
     seen_event_ids: HashSet<String>,
     duplicates: Vec<String>,
+    /// Off (bench mode): requests, accepted ops and duplicate ids are not kept, only counted.
+    record: bool,
+    stats: Stats,
 }
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;
@@ -228,7 +232,22 @@ impl Inner {
             accepted: Vec::new(),
             seen_event_ids: HashSet::new(),
             duplicates: Vec::new(),
+            record: true,
+            stats: Stats::new(),
         }
+    }
+
+    pub(crate) fn set_recording(&mut self, record: bool) {
+        self.record = record;
+    }
+
+    pub(crate) fn stats(&self) -> Value {
+        self.stats.to_json()
+    }
+
+    /// Zero the counters and the latency histogram; the dedupe memory stays.
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats = Stats::new();
     }
 
     pub(crate) fn set_credentials(&mut self, site_id: &str, api_key: &str) {
@@ -274,6 +293,7 @@ impl Inner {
         self.seen_event_ids.clear();
         self.duplicates.clear();
         self.scripted.clear();
+        self.stats = Stats::new();
     }
 
     fn chaos_draw(&mut self) -> Option<Reply> {
@@ -305,16 +325,28 @@ impl Inner {
         if is_event {
             if let Some(id) = op.get("id").and_then(Value::as_str) {
                 if !self.seen_event_ids.insert(id.to_owned()) {
-                    self.duplicates.push(id.to_owned());
+                    self.stats.duplicate_ids += 1;
+                    if self.record {
+                        self.duplicates.push(id.to_owned());
+                    }
                     return;
+                }
+                if let Some(sent_ms) = ulid_time_ms(id) {
+                    let now_ms = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    self.stats.latency.record(now_ms.saturating_sub(sent_ms));
                 }
             }
         }
-        self.accepted.push(AcceptedOp {
-            api,
-            op,
-            received_at,
-        });
+        self.stats.accepted_ops += 1;
+        if self.record {
+            self.accepted.push(AcceptedOp {
+                api,
+                op,
+                received_at,
+            });
+        }
     }
 }
 
@@ -539,6 +571,28 @@ impl CioTestServer {
         lock(&self.shared).set_max_requests_per_second(rps);
     }
 
+    /// Bench mode when `false`: request bodies, accepted ops and duplicate ids are no longer
+    /// kept (so [`requests`](Self::requests), [`accepted`](Self::accepted) and
+    /// [`duplicate_event_ids`](Self::duplicate_event_ids) stay empty and memory stays flat);
+    /// validation, event-id dedupe and [`stats`](Self::stats) go on. On by default.
+    pub fn set_recording(&self, record: bool) {
+        lock(&self.shared).set_recording(record);
+    }
+
+    /// Counters since the start (or the last reset), as served by `GET /_test/stats`:
+    /// `{"requests", "accepted_ops", "duplicate_ids", "status_counts": {"200": n, …},
+    /// "latency_ms": {"count", "mean", "p50", "p90", "p99", "max"}}`. The latency of an
+    /// accepted event op whose `id` is a ULID is the server's wall clock minus the ULID's time
+    /// part, in ms (exact below 60 s, to the second below 1 h).
+    pub fn stats(&self) -> Value {
+        lock(&self.shared).stats()
+    }
+
+    /// Zero the [`stats`](Self::stats); the dedupe memory is kept.
+    pub fn reset_stats(&self) {
+        lock(&self.shared).reset_stats();
+    }
+
     /// Every request (except `/_test/*` control calls), in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared).requests()
@@ -554,8 +608,8 @@ impl CioTestServer {
         lock(&self.shared).duplicate_event_ids()
     }
 
-    /// Forget recorded requests, accepted ops, dedupe memory and queued scripted responses.
-    /// Credentials, chaos, delay and the rate cap stay as they are.
+    /// Forget recorded requests, accepted ops, dedupe memory, queued scripted responses and
+    /// stats. Credentials, chaos, delay, the rate cap and recording stay as they are.
     pub fn clear(&self) {
         lock(&self.shared).clear();
     }
@@ -599,33 +653,35 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         let mut inner = lock(&shared);
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        inner.requests.push(Recorded {
-            seq,
-            request: RecordedRequest {
-                method: parts.method.as_str().to_owned(),
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map_or(path, |pq| pq.as_str())
-                    .to_owned(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                body: body
-                    .as_deref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default(),
-                status: 0,
-                response_body: String::new(),
-            },
-        });
+        if inner.record {
+            inner.requests.push(Recorded {
+                seq,
+                request: RecordedRequest {
+                    method: parts.method.as_str().to_owned(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map_or(path, |pq| pq.as_str())
+                        .to_owned(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_owned(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    body: body
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default(),
+                    status: 0,
+                    response_body: String::new(),
+                },
+            });
+        }
         seq
     };
     let reply = process(
@@ -639,6 +695,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     .await;
     {
         let mut inner = lock(&shared);
+        inner.stats.answered(reply.status.as_u16());
         if let Some(recorded) = inner.requests.iter_mut().rev().find(|r| r.seq == seq) {
             recorded.request.status = reply.status.as_u16();
             recorded.request.response_body.clone_from(&reply.body);

@@ -98,6 +98,20 @@ pub fn is_ulid(s: &str) -> bool {
         && s.as_bytes().first().is_some_and(|b| *b <= b'7')
 }
 
+/// The time part of a canonical ULID (see [`is_ulid`]): its first 10 Crockford base32
+/// characters, case-insensitive, as milliseconds since the Unix epoch. `None` for anything that
+/// is not a ULID.
+pub fn ulid_time_ms(s: &str) -> Option<u64> {
+    if !is_ulid(s) {
+        return None;
+    }
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    s.bytes().take(10).try_fold(0u64, |acc, b| {
+        let digit = ALPHABET.iter().position(|&c| c == b.to_ascii_uppercase())?;
+        Some((acc << 5) | digit as u64)
+    })
+}
+
 /// Compact-serialized size of a JSON value.
 pub(crate) fn serialized_len(value: &Value) -> usize {
     serde_json::to_string(value).map_or(usize::MAX, |s| s.len())
@@ -701,5 +715,30 @@ mod tests {
         ] {
             assert_eq!(validate_op(&op), Ok(()), "{op}");
         }
+    }
+
+    #[test]
+    fn ulid_time_part_decodes_to_milliseconds() {
+        assert_eq!(
+            ulid_time_ms("01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            Some(1_469_922_850_259)
+        );
+        assert_eq!(
+            ulid_time_ms("01arz3ndektsv4rrffq69g5fav"),
+            Some(1_469_922_850_259)
+        );
+        assert_eq!(ulid_time_ms("00000000000000000000000000"), Some(0));
+        assert_eq!(
+            ulid_time_ms("7ZZZZZZZZZ0000000000000000"),
+            Some((1 << 48) - 1)
+        );
+        // 1_700_000_000_000 ms in 5-bit groups: 0,1,17,15,7,30,10,26,0,0.
+        assert_eq!(
+            ulid_time_ms("01HF7YAT000000000000000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(ulid_time_ms("m-1"), None);
+        assert_eq!(ulid_time_ms("8ZZZZZZZZZ0000000000000000"), None);
+        assert_eq!(ulid_time_ms("01ARZ3NDEKTSV4RRFFQ69G5FAI"), None);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Prints `listening on http://HOST:PORT` once bound, then serves until SIGTERM or ctrl-c. The
 //! `/_test/*` control API (see the library docs) drives scripted responses, chaos, delay,
-//! credentials and the rate cap, and reads back what was received and accepted.
+//! credentials and the rate cap, and reads back what was received and accepted, or with
+//! `--no-record` (benchmarks) only counters and event latency (`GET /_test/stats`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -32,6 +33,11 @@ struct Args {
     /// Requests per second over the track endpoints before answering 429 (0 or absent = no cap).
     #[arg(long)]
     max_rps: Option<u32>,
+    /// Bench mode: keep no request bodies, accepted ops or duplicate ids in memory (the
+    /// `/_test/requests`, `/_test/accepted` and `/_test/duplicates` lists stay empty); still
+    /// validate, dedupe by event id and count (`GET /_test/stats`).
+    #[arg(long)]
+    no_record: bool,
 }
 
 #[tokio::main]
@@ -53,6 +59,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.no_record {
+        server.set_recording(false);
+    }
     let mut stdout = std::io::stdout();
     if writeln!(stdout, "listening on {}", server.url())
         .and_then(|()| stdout.flush())
