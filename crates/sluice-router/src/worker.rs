@@ -248,6 +248,7 @@ impl Worker {
             Mapped::Skip { reason } => {
                 self.record_single(&entry, "skipped", reason, now);
                 self.count(|s| s.skipped += 1);
+                self.outcome("skipped");
                 Ok(None)
             }
             Mapped::Reject { reason } => {
@@ -256,6 +257,7 @@ impl Worker {
                     .dead_letters
                     .push(entry.dead_letter(reason, None, now));
                 self.count(|s| s.dead_lettered += 1);
+                self.outcome("dead_lettered");
                 Ok(None)
             }
         }
@@ -356,6 +358,10 @@ impl Worker {
         self.cx.store.commit_progress(&self.id, progress).await?;
         self.cursor = mark.max(self.cursor);
         let held = self.entries.values().filter(|e| e.held).count() as u64;
+        let name = self.record.name.clone();
+        metrics::gauge!("sluice_destination_held_events", "destination" => name.clone())
+            .set(held as f64);
+        metrics::gauge!("sluice_destination_cursor", "destination" => name).set(self.cursor as f64);
         let (cursor, backoff) = (self.cursor, self.backoff.clone());
         self.count(|s| {
             s.cursor = cursor;
@@ -363,6 +369,11 @@ impl Worker {
             s.backing_off_until = backoff.as_ref().map(|b| b.next_attempt_at);
         });
         Ok(())
+    }
+
+    /// Counts events leaving the pipeline, for `/metrics`.
+    fn outcome(&self, outcome: &'static str) {
+        metrics::counter!("sluice_destination_events_total", "destination" => self.record.name.clone(), "outcome" => outcome).increment(1);
     }
 
     fn count(&self, update: impl FnOnce(&mut DestinationStatus)) {
@@ -474,6 +485,7 @@ impl Worker {
                     if entry.next_op >= entry.ops.len() {
                         self.resolve(*seq);
                         self.count(|s| s.delivered += 1);
+                        self.outcome("delivered");
                     } else {
                         // The next operation of the same event goes in a later request.
                         entry.next_attempt_at = Some(now);
@@ -485,6 +497,7 @@ impl Worker {
                     self.progress.dead_letters.push(dead);
                     self.resolve(*seq);
                     self.count(|s| s.dead_lettered += 1);
+                    self.outcome("dead_lettered");
                 }
                 OpOutcome::Retry {
                     reason,
@@ -567,6 +580,7 @@ impl Worker {
             self.progress.dead_letters.push(dead);
             self.resolve(seq);
             self.count(|s| s.dead_lettered += 1);
+            self.outcome("dead_lettered");
             return;
         }
         let wait =

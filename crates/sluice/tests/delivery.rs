@@ -225,6 +225,23 @@ async fn a_customerio_destination_receives_every_call_mapped() {
         .starts_with("{\"batch\":["));
     assert_eq!(sent["http_status"], 200);
 
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"sluice_destination_events_total{destination="cio-prod",outcome="delivered"}"#,
+        r#"sluice_destination_events_total{destination="cio-prod",outcome="skipped"}"#,
+        r#"sluice_delivery_requests_total{outcome="delivered"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+
     // One request never carries two operations for one person.
     for request in server
         .requests()
