@@ -391,6 +391,9 @@ impl Worker {
         let mut seen: HashSet<&str> = HashSet::new();
         for entry in self.entries.values() {
             if !seen.insert(entry.person.as_str()) {
+                if seen.len() == self.persons.len() {
+                    break; // every person's head has been considered
+                }
                 continue; // not this person's head
             }
             if entry.in_flight || entry.next_attempt_at.is_some_and(|at| at > now) {
@@ -404,7 +407,8 @@ impl Worker {
                 }
                 continue;
             }
-            if bytes + size > limits.max_request_bytes {
+            // (An operation larger than a whole request still goes, alone.)
+            if !batch.is_empty() && bytes + size > limits.max_request_bytes {
                 break;
             }
             bytes += size;
