@@ -1190,3 +1190,48 @@ async fn an_event_failing_past_the_retry_window_is_dead_lettered() {
     .await;
     assert_eq!(shown["status"]["held"], 0);
 }
+
+#[tokio::test]
+async fn a_destination_created_in_the_store_starts_without_a_restart_and_honours_its_sources() {
+    use sluice_store::{NewDestination, Store};
+    let app = spawn_fast().await;
+    let server = cio().await;
+    let web = app.create_source("web").await;
+    let backend = app.create_source("backend").await;
+    // Created behind the API's back: the router's supervisor picks it up on its own.
+    app.server
+        .store
+        .create_destination(
+            NewDestination {
+                name: "web-only".into(),
+                kind: "customerio".into(),
+                enabled: true,
+                sources: vec![web.id.clone()],
+                config: cio_config(&server),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    app.post_ok(
+        "/v1/track",
+        &backend.write_key,
+        &json!({"userId": "u", "event": "From Backend", "messageId": "b1"}),
+    )
+    .await;
+    app.post_ok(
+        "/v1/track",
+        &web.write_key,
+        &json!({"userId": "u", "event": "From Web", "messageId": "w1"}),
+    )
+    .await;
+    let all = wait_for_ops(&server, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let names: Vec<&str> = all.iter().map(|op| op["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["From Web"]);
+    assert_eq!(
+        ops(&server).len(),
+        1,
+        "the backend source is not routed here"
+    );
+}
