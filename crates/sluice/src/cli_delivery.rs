@@ -184,24 +184,8 @@ pub async fn destination(
                 .call(reqwest::Method::GET, &path(&name), None)
                 .await?
         }
-        DestinationCommand::Enable { name } => {
-            client
-                .call(
-                    reqwest::Method::PATCH,
-                    &path(&name),
-                    Some(json!({"enabled": true})),
-                )
-                .await?
-        }
-        DestinationCommand::Disable { name } => {
-            client
-                .call(
-                    reqwest::Method::PATCH,
-                    &path(&name),
-                    Some(json!({"enabled": false})),
-                )
-                .await?
-        }
+        DestinationCommand::Enable { name } => set_enabled(&client, &name, true).await?,
+        DestinationCommand::Disable { name } => set_enabled(&client, &name, false).await?,
         DestinationCommand::Delete { name } => {
             client
                 .call(reqwest::Method::DELETE, &path(&name), None)
@@ -216,6 +200,13 @@ pub async fn destination(
         println!("{}", status_line(&shown));
     }
     Ok(())
+}
+
+async fn set_enabled(client: &Client, name: &str, enabled: bool) -> anyhow::Result<Value> {
+    let body = json!({ "enabled": enabled });
+    client
+        .call(reqwest::Method::PATCH, &path(name), Some(body))
+        .await
 }
 
 pub async fn dead_letters(

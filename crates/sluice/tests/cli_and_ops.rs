@@ -151,15 +151,7 @@ async fn health_readiness_and_metrics_are_served() {
     .await;
     app.post("/v1/track", &source.write_key, &json!({"userId": "u"}))
         .await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for expected in [
         r#"sluice_http_requests_total{endpoint="track",status="200"}"#,
         r#"sluice_http_requests_total{endpoint="track",status="400"}"#,

@@ -94,6 +94,33 @@ async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// `count` track events spread round-robin over `people` persons `p0…`, each carrying its
+/// place in its person's sequence as `properties.n`.
+fn steps(people: usize, range: std::ops::Range<usize>) -> Vec<Value> {
+    range
+        .map(|i| {
+            json!({"type": "track", "userId": format!("p{}", i % people), "event": "Step",
+                   "messageId": format!("m{i}"), "properties": {"n": i / people}})
+        })
+        .collect()
+}
+
+/// Asserts that each person's steps arrived complete and in order.
+fn assert_steps_in_order(all: &[Value], people: usize, per_person: u64) {
+    for person in 0..people {
+        let seen: Vec<u64> = all
+            .iter()
+            .filter(|op| op["identifiers"]["id"] == format!("p{person}"))
+            .map(|op| op["attributes"]["n"].as_u64().expect("n"))
+            .collect();
+        assert_eq!(
+            seen,
+            (0..per_person).collect::<Vec<_>>(),
+            "order of p{person}"
+        );
+    }
+}
+
 fn ops(server: &CioTestServer) -> Vec<Value> {
     server.accepted().into_iter().map(|a| a.op).collect()
 }
@@ -225,15 +252,7 @@ async fn a_customerio_destination_receives_every_call_mapped() {
         .starts_with("{\"batch\":["));
     assert_eq!(sent["http_status"], 200);
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for line in [
         r#"sluice_destination_events_total{destination="cio-prod",outcome="delivered"}"#,
         r#"sluice_destination_events_total{destination="cio-prod",outcome="skipped"}"#,
@@ -1028,12 +1047,7 @@ async fn kill_9_during_delivery_then_restart_delivers_everything_once_in_order()
     const PEOPLE: usize = 40;
     const PER_PERSON: usize = 50;
     for chunk in 0..(PEOPLE * PER_PERSON / 100) {
-        let batch: Vec<Value> = (chunk * 100..(chunk + 1) * 100)
-            .map(|i| {
-                json!({"type": "track", "userId": format!("p{}", i % PEOPLE), "event": "Step",
-                            "messageId": format!("m{i}"), "properties": {"n": i / PEOPLE}})
-            })
-            .collect();
+        let batch = steps(PEOPLE, chunk * 100..(chunk + 1) * 100);
         let response = http
             .post(format!("{base}/v1/batch"))
             .basic_auth(&key, Some(""))
@@ -1072,18 +1086,7 @@ async fn kill_9_during_delivery_then_restart_delivers_everything_once_in_order()
     let ids: std::collections::HashSet<&str> =
         all.iter().map(|op| op["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), PEOPLE * PER_PERSON);
-    for person in 0..PEOPLE {
-        let steps: Vec<u64> = all
-            .iter()
-            .filter(|op| op["identifiers"]["id"] == format!("p{person}"))
-            .map(|op| op["attributes"]["n"].as_u64().unwrap())
-            .collect();
-        assert_eq!(
-            steps,
-            (0..PER_PERSON as u64).collect::<Vec<_>>(),
-            "order of p{person}"
-        );
-    }
+    assert_steps_in_order(&all, PEOPLE, PER_PERSON as u64);
     println!(
         "delivered before the kill: {before_restart}; resent after the restart and deduplicated by id: {}",
         server.duplicate_event_ids().len()
@@ -1107,12 +1110,7 @@ async fn order_per_person_survives_random_5xx_and_429() {
     )
     .await;
     const PEOPLE: usize = 15;
-    let batch: Vec<Value> = (0..300)
-        .map(|i| {
-            json!({"type": "track", "userId": format!("p{}", i % PEOPLE), "event": "Step",
-                        "messageId": format!("m{i}"), "properties": {"n": i / PEOPLE}})
-        })
-        .collect();
+    let batch = steps(PEOPLE, 0..300);
     app.post_ok("/v1/batch", &source.write_key, &json!({"batch": batch}))
         .await;
     let all = eventually_async("all delivered through the chaos", || async {
@@ -1124,14 +1122,7 @@ async fn order_per_person_survives_random_5xx_and_429() {
     let failures = server.requests().iter().filter(|r| r.status >= 429).count();
     assert!(failures >= 5, "the chaos produced only {failures} failures");
     assert_eq!(all.len(), 300);
-    for person in 0..PEOPLE {
-        let steps: Vec<u64> = all
-            .iter()
-            .filter(|op| op["identifiers"]["id"] == format!("p{person}"))
-            .map(|op| op["attributes"]["n"].as_u64().unwrap())
-            .collect();
-        assert_eq!(steps, (0..20).collect::<Vec<_>>(), "order of p{person}");
-    }
+    assert_steps_in_order(&all, PEOPLE, 20);
 }
 
 #[tokio::test]
@@ -1193,7 +1184,7 @@ async fn an_event_failing_past_the_retry_window_is_dead_lettered() {
 
 #[tokio::test]
 async fn a_destination_created_in_the_store_starts_without_a_restart_and_honours_its_sources() {
-    use sluice_store::{NewDestination, Store};
+    use sluice_store::NewDestination;
     let app = spawn_fast().await;
     let server = cio().await;
     let web = app.create_source("web").await;

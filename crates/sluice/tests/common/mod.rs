@@ -177,6 +177,18 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("text")
+    }
+
     /// POSTs and asserts a 200.
     pub async fn post_ok(&self, path: &str, key: &str, body: &Value) {
         let response = self.post(path, key, body).await;
