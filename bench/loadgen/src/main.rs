@@ -2,6 +2,8 @@
 //!
 //! N keep-alive connections, one task each; every task sends a request,
 //! waits for the full response, records the latency and sends the next one.
+//! With `--rate` the requests are paced instead (open loop): request k is due
+//! at start + k × batch / rate, whichever connection is free takes it.
 //! Only loopback targets are accepted, and every run is bounded both in time
 //! (warm-up + duration, plus a short grace for in-flight requests) and in
 //! request count (`--max-requests`).
@@ -108,6 +110,14 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
 
+    /// Open-loop pacing: send requests on a fixed schedule adding up to this
+    /// many events per second (over all connections, warm-up included)
+    /// instead of as fast as responses come back. Latency is then measured
+    /// from each request's scheduled time, so a slow server shows up as
+    /// latency rather than as fewer requests (have enough --connections).
+    #[arg(long, value_name = "EVENTS_PER_SEC")]
+    rate: Option<f64>,
+
     /// Progress line interval on stderr (0 disables).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     progress: Duration,
@@ -197,6 +207,9 @@ struct Shared {
     mode: Mode,
     events_per_request: usize,
     payload: PayloadBuilder,
+    start: Instant,
+    /// With `--rate`: time between two scheduled requests.
+    pace: Option<f64>,
     measure_start: Instant,
     end: Instant,
     timeout: Duration,
@@ -321,10 +334,22 @@ async fn run_connection(sh: Arc<Shared>) -> ConnStats {
         if now >= sh.end {
             break;
         }
-        if sh.issued.fetch_add(1, Relaxed) >= sh.max_requests {
+        let slot = sh.issued.fetch_add(1, Relaxed);
+        if slot >= sh.max_requests {
             sh.hit_max.store(true, Relaxed);
             break;
         }
+        let scheduled = match sh.pace {
+            Some(pace) => {
+                let due = sh.start + Duration::from_secs_f64(slot as f64 * pace);
+                if due >= sh.end {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                Some(due)
+            }
+            None => None,
+        };
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             match connect(&sh).await {
                 Ok(s) => {
@@ -362,11 +387,16 @@ async fn run_connection(sh: Arc<Shared>) -> ConnStats {
             .body(Full::new(Bytes::from(body)))
             .expect("static request parts are valid");
 
-        let t0 = Instant::now();
-        let deadline = (t0 + sh.timeout).min(sh.end + GRACE);
+        let sent = Instant::now();
+        // Paced: latency counts from the scheduled time (no coordinated omission).
+        let t0 = scheduled.map_or(sent, |due| due.min(sent));
+        let deadline = (sent + sh.timeout).min(sh.end + GRACE);
         let outcome = match tokio::time::timeout_at(deadline, send_one(s, req)).await {
             Ok(o) => o,
-            Err(_) => Outcome::Failed("timeout", format!("no response within {:?}", deadline - t0)),
+            Err(_) => Outcome::Failed(
+                "timeout",
+                format!("no response within {:?}", deadline - sent),
+            ),
         };
         let t1 = Instant::now();
         let in_window = t1 >= sh.measure_start && t1 <= sh.end;
@@ -446,6 +476,11 @@ fn run(args: Args) -> Result<ExitCode> {
     if args.write_key.is_empty() {
         bail!("--write-key must not be empty");
     }
+    if let Some(rate) = args.rate {
+        if !rate.is_finite() || rate <= 0.0 || rate > 1e9 {
+            bail!("--rate must be a positive number of events per second");
+        }
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -483,7 +518,7 @@ async fn run_async(args: Args, target: Target, threads: usize) -> Result<ExitCod
     }
     eprintln!(
         "sluice-loadgen: {} POST http://{}{} connections={} batch_size={} event_bytes~{} \
-         warmup={:?} duration={:?} max_requests={} threads={}",
+         warmup={:?} duration={:?} max_requests={} threads={} rate={}",
         args.mode.as_str(),
         target.authority,
         path,
@@ -494,6 +529,8 @@ async fn run_async(args: Args, target: Target, threads: usize) -> Result<ExitCod
         args.duration,
         args.max_requests,
         threads,
+        args.rate
+            .map_or_else(|| "closed-loop".to_owned(), |r| format!("{r} events/s")),
     );
 
     let start = Instant::now();
@@ -506,6 +543,8 @@ async fn run_async(args: Args, target: Target, threads: usize) -> Result<ExitCod
         mode: args.mode,
         events_per_request,
         payload: PayloadBuilder::new(args.event_bytes),
+        start,
+        pace: args.rate.map(|rate| events_per_request as f64 / rate),
         measure_start,
         end: measure_start + args.duration,
         timeout: args.timeout,
@@ -592,6 +631,7 @@ async fn run_async(args: Args, target: Target, threads: usize) -> Result<ExitCod
         event_bytes: args.event_bytes,
         warmup_s: args.warmup.as_secs_f64(),
         reconnects: total.reconnects,
+        rate: args.rate,
     };
 
     println!("sluice-loadgen summary");
@@ -604,6 +644,13 @@ async fn run_async(args: Args, target: Target, threads: usize) -> Result<ExitCod
         "  shape         {} connections, {} event(s)/request, ~{} B/event",
         args.connections, events_per_request, args.event_bytes
     );
+    if let Some(rate) = args.rate {
+        println!(
+            "  pacing        open loop, {rate} events/s scheduled ({:.1} req/s); latency from the \
+             scheduled time",
+            rate / events_per_request as f64
+        );
+    }
     println!(
         "  window        {:.2} s measured after {:.2} s warm-up{}",
         secs,
@@ -698,6 +745,8 @@ struct Summary {
     event_bytes: usize,
     warmup_s: f64,
     reconnects: u64,
+    /// `--rate` (events/s), if paced.
+    rate: Option<f64>,
 }
 
 impl Summary {
@@ -722,6 +771,7 @@ impl Summary {
             "event_bytes": self.event_bytes,
             "warmup_s": round2(self.warmup_s),
             "reconnects": self.reconnects,
+            "rate": self.rate,
         })
         .to_string()
     }
@@ -800,6 +850,7 @@ mod tests {
             event_bytes: 600,
             warmup_s: 10.0,
             reconnects: 0,
+            rate: None,
         };
         let v: serde_json::Value = serde_json::from_str(&s.json()).unwrap();
         for k in [

@@ -224,7 +224,16 @@ impl Router {
                     continue;
                 }
             };
-            let worker = Worker::start(record.clone(), destination, self.inner.cx.clone()).await?;
+            // One destination that cannot start must not keep the others from starting.
+            let worker = match Worker::start(record.clone(), destination, self.inner.cx.clone())
+                .await
+            {
+                Ok(worker) => worker,
+                Err(error) => {
+                    tracing::warn!(destination = %record.name, %error, "cannot start delivery; will retry");
+                    continue;
+                }
+            };
             let (stop, stop_rx) = watch::channel(false);
             let wake = Arc::new(Notify::new());
             let task = tokio::spawn(worker.run(stop_rx, wake.clone()));

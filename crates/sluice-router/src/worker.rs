@@ -636,46 +636,56 @@ impl Worker {
     }
 
     /// Runs until `stop` turns true or the credentials are rejected.
+    ///
+    /// Any failure to read the log or to record progress ends the worker without writing
+    /// anything more: its memory may then be ahead of the store, and the supervisor restarts it
+    /// from the durable state (cursor, held list), which re-sends what was not recorded.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>, wake: Arc<Notify>) {
         let name = self.record.name.clone();
-        self.count(|s| {
-            s.state = "active".into();
-        });
+        self.count(|s| s.state = "active".into());
         let mut tasks: JoinSet<Completed> = JoinSet::new();
         let mut indexed = self.cx.identity.subscribe();
-        loop {
+        let failure = loop {
             if *stop.borrow() || self.paused {
-                break;
+                break None;
             }
             if let Err(error) = self.step(&mut tasks).await {
-                tracing::warn!(destination = %name, %error, "delivery step failed; will retry");
-                self.count(|s| s.last_error = Some(error.clone()));
-                tokio::time::sleep(self.cx.config.poll_interval).await;
-                continue;
+                break Some(error);
             }
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    match done {
-                        Ok(done) => if let Err(error) = self.complete(done).await {
-                            tracing::warn!(destination = %name, %error, "could not record a delivery; the events will be sent again");
-                        },
-                        Err(error) => tracing::error!(destination = %name, %error, "a delivery task failed"),
+                    let recorded = match done {
+                        Ok(done) => self.complete(done).await.map_err(|e| e.to_string()),
+                        Err(error) => Err(format!("a delivery task failed: {error}")),
+                    };
+                    if let Err(error) = recorded {
+                        break Some(error);
                     }
                 }
                 _ = tokio::time::sleep(self.cx.config.poll_interval) => {}
                 _ = indexed.changed() => {}
                 _ = wake.notified() => {
                     if let Err(error) = self.load_held().await {
-                        tracing::warn!(destination = %name, %error, "could not reload held events");
+                        break Some(error.to_string());
                     }
                 }
                 _ = stop.changed() => {}
             }
+        };
+        if let Some(error) = failure {
+            tracing::warn!(destination = %name, %error, "delivery stopped; restarting from the stored cursor and held list");
+            tasks.abort_all();
+            self.count(|s| {
+                s.state = "restarting".into();
+                s.last_error = Some(error);
+            });
+            return;
         }
         // Let requests already sent finish, so their outcome is recorded.
         while let Some(done) = tasks.join_next().await {
-            if let Ok(done) = done {
-                let _ = self.complete(done).await;
+            let Ok(done) = done else { return };
+            if self.complete(done).await.is_err() {
+                return;
             }
         }
         let _ = self.commit().await;
