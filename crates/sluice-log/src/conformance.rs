@@ -27,6 +27,7 @@ pub async fn run_all<B: Backend>(fresh: impl Fn() -> B) {
     rejected_events_are_recorded(&fresh()).await;
     retention_point_follows_age_and_size(&fresh()).await;
     closed_log_refuses_appends(&fresh()).await;
+    readers_are_told_of_new_events(&fresh()).await;
 }
 
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -313,4 +314,20 @@ async fn closed_log_refuses_appends(backend: &dyn Backend) {
         matches!(refused, Err(crate::LogError::Closed)),
         "{refused:?}"
     );
+}
+
+async fn readers_are_told_of_new_events(backend: &dyn Backend) {
+    let log = backend.open(WINDOW).await;
+    let mut appended_rx = log.appended();
+    let seqs = appended(&append(&log, "s1", t0(), &["a", "b"]).await);
+    tokio::time::timeout(Duration::from_secs(5), appended_rx.changed())
+        .await
+        .expect("told within 5 s")
+        .expect("sender alive");
+    assert_eq!(*appended_rx.borrow_and_update(), seqs[1]);
+    // A duplicate is not news.
+    let again = append(&log, "s1", t0(), &["a"]).await;
+    assert!(matches!(again[0], Admission::Duplicate(_)));
+    assert!(!appended_rx.has_changed().expect("sender alive"));
+    log.close().await;
 }

@@ -25,6 +25,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// one admission per accepted event, in order.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LogError>;
 
+    /// Changes to the seq of the newest committed event, so readers wake on new events
+    /// instead of polling (they should still poll now and then).
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Events with `seq >= from_seq`, oldest first, at most `max`.
     async fn read(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, LogError>;
 

@@ -71,6 +71,8 @@ pub struct SqliteLog {
     jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
+    /// The seq of the newest committed event, bumped by the writer after each commit.
+    appended: tokio::sync::watch::Receiver<u64>,
 }
 
 const SCHEMA: &str = "
@@ -179,7 +181,8 @@ impl SqliteLog {
         let write_conn = open_connection(&path, &options)?;
         write_conn.execute_batch(SCHEMA).map_err(storage)?;
         let reader = open_connection(&path, &options)?;
-        let writer = Writer::open(write_conn, options)?;
+        let (appended_tx, appended) = tokio::sync::watch::channel(0);
+        let writer = Writer::open(write_conn, options, appended_tx)?;
         let (sender, receiver) = mpsc::channel::<AppendJob>(4096);
         let writer = std::thread::Builder::new()
             .name("sluice-log-writer".into())
@@ -190,6 +193,7 @@ impl SqliteLog {
             jobs: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            appended,
         })
     }
 
@@ -224,11 +228,16 @@ struct Writer {
     conn: Connection,
     options: SqliteLogOptions,
     dedupe: DedupeIndex,
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
     /// Takes the write connection and rebuilds the dedupe index from the `dedupe` table.
-    fn open(conn: Connection, options: SqliteLogOptions) -> Result<Self, LogError> {
+    fn open(
+        conn: Connection,
+        options: SqliteLogOptions,
+        appended: tokio::sync::watch::Sender<u64>,
+    ) -> Result<Self, LogError> {
         let mut dedupe = DedupeIndex::new();
         {
             let mut stmt = conn
@@ -253,6 +262,7 @@ impl Writer {
             conn,
             options,
             dedupe,
+            appended,
         })
     }
 
@@ -283,6 +293,17 @@ impl Writer {
         }
         match result {
             Ok(outcomes) => {
+                let newest = outcomes
+                    .iter()
+                    .flat_map(|o| &o.admissions)
+                    .filter_map(|a| match a {
+                        Admission::Appended(seq) => Some(*seq),
+                        Admission::Duplicate(_) => None,
+                    })
+                    .max();
+                if let Some(newest) = newest {
+                    self.appended.send_replace(newest);
+                }
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -452,6 +473,10 @@ fn stored_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, rusqlite::Error>
 
 #[async_trait]
 impl EventLog for SqliteLog {
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.clone()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LogError> {
         let sender = self
             .jobs

@@ -109,6 +109,7 @@ impl IdentityIndex {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut seen_users: HashSet<String> = HashSet::new();
+        let mut appended = log.appended();
         loop {
             match self
                 .index_once(log.as_ref(), store.as_ref(), &mut seen_users)
@@ -118,9 +119,14 @@ impl IdentityIndex {
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "identity index pass failed; will retry"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(poll_interval) => {}
+            let log_closing = tokio::select! {
+                _ = tokio::time::sleep(poll_interval) => false,
+                changed = appended.changed() => changed.is_err(),
                 _ = stop.wait_for(|s| *s) => return,
+            };
+            if log_closing {
+                // No more notifications: fall back to polling.
+                tokio::time::sleep(poll_interval).await;
             }
         }
     }
