@@ -535,7 +535,8 @@ impl Worker {
         } else if any_success && self.backoff.take().is_some() {
             self.progress.backoff = Some(None);
         }
-        self.commit().await
+        // Recorded by the next step's commit, after it has sent what is now due.
+        Ok(())
     }
 
     /// Removes a resolved entry (delivered, refused, dead-lettered).
@@ -694,9 +695,11 @@ impl Worker {
         }
     }
 
+    /// Reads what is new, sends what is due, then records progress. Sending before the store
+    /// transaction keeps its fsync off the delivery latency; it is safe because the cursor
+    /// only moves in that transaction, together with the held copies and dead letters.
     async fn step(&mut self, tasks: &mut JoinSet<Completed>) -> Result<(), String> {
         self.refill().await?;
-        self.commit().await.map_err(|e| e.to_string())?;
         let now = self.cx.clock.now();
         while tasks.len() < self.cx.config.max_in_flight && !self.in_backoff(now) {
             let batch = self.next_batch(now);
@@ -705,7 +708,7 @@ impl Worker {
             }
             self.send(batch, tasks);
         }
-        Ok(())
+        self.commit().await.map_err(|e| e.to_string())
     }
 }
 
