@@ -20,6 +20,19 @@ impl RateLimiter {
         }
     }
 
+    /// Takes a slot if one is free now; otherwise says when the next one is.
+    pub fn try_acquire(&self) -> Result<(), Instant> {
+        let Ok(mut next) = self.next.try_lock() else {
+            return Err(Instant::now() + self.interval);
+        };
+        let now = Instant::now();
+        if *next > now {
+            return Err(*next);
+        }
+        *next = now + self.interval;
+        Ok(())
+    }
+
     /// Waits until a request may be sent.
     pub async fn acquire(&self) {
         let slot = {
@@ -45,5 +58,15 @@ mod tests {
         }
         // The first goes at once, the next four 100 ms apart.
         assert_eq!(start.elapsed(), Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_acquire_says_when_the_next_slot_is() {
+        let limiter = RateLimiter::new(10);
+        assert!(limiter.try_acquire().is_ok());
+        let next = limiter.try_acquire().expect_err("the slot was just taken");
+        assert_eq!(next - Instant::now(), Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(limiter.try_acquire().is_ok());
     }
 }

@@ -135,6 +135,8 @@ pub struct Worker {
     backoff: Option<Backoff>,
     progress: Progress,
     paused: bool,
+    /// When the rate limit next allows a request, if it held one back.
+    next_slot: Option<tokio::time::Instant>,
 }
 
 /// Fields read from an event's JSON, once.
@@ -166,6 +168,7 @@ impl Worker {
             backoff,
             progress: Progress::default(),
             paused: false,
+            next_slot: None,
         };
         worker.load_held().await?;
         Ok(worker)
@@ -664,6 +667,7 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep(self.cx.config.poll_interval) => {}
+                _ = sleep_until_slot(self.next_slot) => {}
                 _ = indexed.changed() => {}
                 _ = wake.notified() => {
                     if let Err(error) = self.load_held().await {
@@ -701,14 +705,29 @@ impl Worker {
     async fn step(&mut self, tasks: &mut JoinSet<Completed>) -> Result<(), String> {
         self.refill().await?;
         let now = self.cx.clock.now();
+        self.next_slot = None;
         while tasks.len() < self.cx.config.max_in_flight && !self.in_backoff(now) {
             let batch = self.next_batch(now);
             if batch.is_empty() {
                 break;
             }
+            // A batch is built only when it can leave at once, so it holds everything that
+            // arrived until then instead of waiting, built, for its turn.
+            if let Err(next) = self.limiter.try_acquire() {
+                self.next_slot = Some(next);
+                break;
+            }
             self.send(batch, tasks);
         }
         self.commit().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Resolves when the rate limiter's next slot opens (never, when none is pending).
+async fn sleep_until_slot(slot: Option<tokio::time::Instant>) {
+    match slot {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -750,7 +769,10 @@ async fn deliver_narrowing(
     let mut records = Vec::new();
     let mut pending = vec![(0usize, ops.len())];
     while let Some((start, end)) = pending.pop() {
-        limiter.acquire().await;
+        if (start, end) != (0, ops.len()) {
+            // The first request took its slot before it was built; the narrowing ones wait.
+            limiter.acquire().await;
+        }
         let refs: Vec<&Op> = ops[start..end].iter().collect();
         let at = clock.now();
         let started = std::time::Instant::now();
