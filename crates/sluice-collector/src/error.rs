@@ -20,7 +20,13 @@ pub struct ApiError {
     /// Seconds the client should wait (429, 503).
     pub retry_after: Option<u64>,
     pub rejected: Vec<RejectedItem>,
+    /// The page's origin is refused: the answer carries no CORS grant.
+    pub refuse_origin: bool,
 }
+
+/// Marks a response that must not grant CORS to the requesting origin.
+#[derive(Debug, Clone, Copy)]
+pub struct NoCorsGrant;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -38,6 +44,21 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             rejected: Vec::new(),
+            refuse_origin: false,
+        }
+    }
+
+    /// A 403 for a page whose origin the source does not allow; no CORS grant.
+    pub fn origin_not_allowed(origin: &str) -> Self {
+        Self {
+            refuse_origin: true,
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                format!(
+                    "this source does not accept events from pages of {origin}; add the origin to the source's allowed_origins"
+                ),
+            )
         }
     }
 
@@ -60,11 +81,14 @@ impl IntoResponse for ApiError {
         })
         .unwrap_or_default();
         let mut response = (self.status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
+        response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.refuse_origin {
+            response.extensions_mut().insert(NoCorsGrant);
+        }
+        let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             let value = HeaderValue::from(seconds);
             headers.insert(header::RETRY_AFTER, value.clone());

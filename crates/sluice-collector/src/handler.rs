@@ -3,14 +3,15 @@
 
 use crate::auth::{write_key_from_header, HeaderKey};
 use crate::body::{check_content_type, read_body};
+use crate::browser::{self, PublicBase};
 use crate::cors::{add_cors_headers, preflight};
-use crate::error::{ApiError, RejectedItem};
+use crate::error::{ApiError, NoCorsGrant, RejectedItem};
 use crate::net::{client_ip, TrustedProxies};
 use crate::rate_limit::RateLimiter;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
 use serde::Serialize;
 use sluice_core::{
@@ -30,6 +31,11 @@ pub struct CollectorConfig {
     pub trusted_proxies: TrustedProxies,
     /// Requests per second per source when the source sets none; `None` = unlimited.
     pub default_rate_limit_per_second: Option<u32>,
+    /// The URL browsers and apps reach sluice at (`https://collect.example.com`); `None`: taken
+    /// from each request's `Host`.
+    pub public_url: Option<String>,
+    /// Whether sluice itself terminates TLS (the scheme of a `Host`-derived public URL).
+    pub tls: bool,
 }
 
 impl Default for CollectorConfig {
@@ -39,6 +45,8 @@ impl Default for CollectorConfig {
             request_timeout: Duration::from_secs(30),
             trusted_proxies: TrustedProxies::default(),
             default_rate_limit_per_second: None,
+            public_url: None,
+            tls: false,
         }
     }
 }
@@ -69,12 +77,18 @@ impl Collector {
     }
 }
 
-/// The `/v1/*` routes. Every answer, errors included, carries CORS headers.
+/// The `/v1/*` routes, the settings documents under `/projects/*` and `/sluice.js`. Every
+/// answer, errors included, carries CORS headers, except to an origin its source refuses.
 pub fn routes(collector: Arc<Collector>) -> Router {
     Router::new()
         .route("/v1", any(handle))
         .route("/v1/", any(handle))
         .route("/v1/{*path}", any(handle))
+        .route("/projects/{*path}", any(handle))
+        .route(
+            "/sluice.js",
+            get(|headers: HeaderMap| async move { browser::script(&headers) }),
+        )
         .with_state(collector)
 }
 
@@ -84,10 +98,16 @@ enum Endpoint {
     Batch,
     Import,
     Metrics,
+    /// `GET /v1/projects/{writeKey}/settings` (also without `/v1`, and the doubled
+    /// `projects/projects` that misconfigured mobile apps ask for).
+    Settings,
 }
 
 impl Endpoint {
     fn from_path(path: &str) -> Option<Self> {
+        if settings_key(path).is_some() {
+            return Some(Endpoint::Settings);
+        }
         let segment = path.strip_prefix("/v1/")?.trim_end_matches('/');
         match segment {
             "batch" | "b" => Some(Endpoint::Batch),
@@ -104,15 +124,26 @@ impl Endpoint {
             Endpoint::Batch => "batch",
             Endpoint::Import => "import",
             Endpoint::Metrics => "metrics",
+            Endpoint::Settings => "settings",
         }
     }
+}
+
+/// The write key of a settings path, if `path` is one.
+fn settings_key(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1").unwrap_or(path);
+    let rest = rest.strip_prefix("/projects/")?;
+    let rest = rest.strip_prefix("projects/").unwrap_or(rest);
+    let (key, tail) = rest.split_once('/')?;
+    let valid = !key.is_empty() && key.len() <= 200 && !key.contains(['%', ' ']);
+    (valid && tail.trim_end_matches('/') == "settings").then_some(key)
 }
 
 async fn handle(State(collector): State<Arc<Collector>>, request: Request) -> Response {
     // CORS needs only the Origin; keep it rather than a copy of every header.
     let origin = request.headers().get(header::ORIGIN).cloned();
     let mut response = if request.method() == Method::OPTIONS {
-        preflight(origin.as_ref())
+        collector.preflight(origin.as_ref()).await
     } else {
         let endpoint = Endpoint::from_path(request.uri().path());
         let label = endpoint.map_or("unknown", Endpoint::label);
@@ -124,7 +155,9 @@ async fn handle(State(collector): State<Arc<Collector>>, request: Request) -> Re
             .increment(1);
         response
     };
-    add_cors_headers(origin.as_ref(), &mut response);
+    if response.extensions().get::<NoCorsGrant>().is_none() {
+        add_cors_headers(origin.as_ref(), &mut response);
+    }
     response
 }
 
@@ -150,6 +183,80 @@ fn success(rejected: Vec<RejectedItem>) -> Response {
 }
 
 impl Collector {
+    /// A preflight carries no credentials, so it is granted to any origin that some source
+    /// allows; the request itself is then checked against its own source.
+    async fn preflight(&self, origin: Option<&HeaderValue>) -> Response {
+        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+            return preflight(None);
+        };
+        match self.store.list_sources().await {
+            Ok(sources)
+                if sources.is_empty() || sources.iter().any(|s| s.allows_origin(origin)) =>
+            {
+                preflight(Some(
+                    &HeaderValue::from_str(origin).unwrap_or(HeaderValue::from_static("null")),
+                ))
+            }
+            Ok(_) => ApiError::origin_not_allowed(origin).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "cannot read sources for a preflight");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "sources cannot be read right now; retry",
+                )
+                .into_response()
+            }
+        }
+    }
+
+    /// `GET …/projects/{writeKey}/settings`.
+    async fn settings(&self, request: Request) -> Result<Response, ApiError> {
+        let (parts, _) = request.into_parts();
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "settings are read with GET",
+            ));
+        }
+        let key = settings_key(parts.uri.path()).unwrap_or_default();
+        let source = match self.store.source_by_write_key(key).await {
+            Ok(Some(source)) => source,
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no source has this write key; copy it from the source in sluice",
+                ))
+            }
+            Err(error) => {
+                tracing::error!(%error, "write key lookup failed");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "sources cannot be read right now; retry",
+                )
+                .retry_after(5));
+            }
+        };
+        if let Some(origin) = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+        {
+            if !source.allows_origin(origin) {
+                return Err(ApiError::origin_not_allowed(origin));
+            }
+        }
+        let base = PublicBase::resolve(
+            self.config.public_url.as_deref(),
+            self.config.tls,
+            &parts.headers,
+        );
+        Ok(browser::settings(key, &base))
+    }
+
     async fn dispatch(
         &self,
         endpoint: Option<Endpoint>,
@@ -165,6 +272,9 @@ impl Collector {
                 ),
             ));
         };
+        if endpoint == Endpoint::Settings {
+            return self.settings(request).await;
+        }
         if request.method() != Method::POST {
             let mut error = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -224,6 +334,15 @@ impl Collector {
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
 
         let source = self.authenticate(&parts.headers, &parsed).await?;
+        if let Some(origin) = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+        {
+            if !source.allows_origin(origin) {
+                return Err(ApiError::origin_not_allowed(origin));
+            }
+        }
         if let Some(rate) = source
             .rate_limit_per_second
             .or(self.config.default_rate_limit_per_second)

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sluice_log::{EventLog, RejectedEvent, StoredEvent};
-use sluice_store::{NewSource, Source, SourceKind, Store};
+use sluice_store::{NewSource, Source, SourceKind, SourceUpdate, Store};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -19,6 +19,9 @@ pub struct AdminState {
     pub log: Arc<dyn EventLog>,
     pub admin_token: Arc<str>,
     pub router: sluice_router::Router,
+    /// Where browsers reach sluice (for the snippet); `None`: the request's Host.
+    pub public_url: Option<String>,
+    pub tls: bool,
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -30,6 +33,7 @@ pub fn routes(state: AdminState) -> Router {
         )
         .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
         .route("/api/v1/sources/{id}/events", get(source_events))
+        .route("/api/v1/sources/{id}/snippet", get(source_snippet))
         .merge(crate::destinations::routes())
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
@@ -80,6 +84,31 @@ struct CreateSource {
     name: Option<String>,
     kind: Option<String>,
     rate_limit_per_second: Option<u32>,
+    /// Browser origins allowed to send with the write key; absent or empty = any.
+    allowed_origins: Option<Vec<String>>,
+}
+
+/// Origins are `scheme://host[:port]` (what browsers put in `Origin`), or `*`.
+fn valid_origins(origins: Vec<String>) -> Result<Vec<String>, AdminError> {
+    origins
+        .into_iter()
+        .map(|origin| {
+            let origin = origin.trim().trim_end_matches('/').to_owned();
+            let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+            let well_formed = origin == "*"
+                || (matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains(['/', '?', '#', ' ', '@']));
+            if well_formed {
+                Ok(origin)
+            } else {
+                Err(AdminError::invalid(
+                    "allowed_origins",
+                    format!("`{origin}` is not an origin; write it as https://host[:port] (no path), or *"),
+                ))
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn valid_name(name: Option<String>) -> Result<String, AdminError> {
@@ -114,6 +143,7 @@ async fn create_source(
         name: valid_name(body.name)?,
         kind: valid_kind(body.kind)?,
         rate_limit_per_second: body.rate_limit_per_second.filter(|r| *r > 0),
+        allowed_origins: valid_origins(body.allowed_origins.unwrap_or_default())?,
     };
     let source = state.store.create_source(new).await?;
     tracing::info!(source_id = %source.id, name = %source.name, "source created");
@@ -154,6 +184,8 @@ struct UpdateSource {
     name: Option<String>,
     /// `0` removes the limit.
     rate_limit_per_second: Option<u32>,
+    /// `[]` allows any origin again.
+    allowed_origins: Option<Vec<String>>,
 }
 
 async fn update_source(
@@ -166,10 +198,14 @@ async fn update_source(
         Some(name) => Some(valid_name(Some(name))?),
         None => None,
     };
-    let rate = body
-        .rate_limit_per_second
-        .map(|r| Some(r).filter(|r| *r > 0));
-    Ok(Json(state.store.update_source(&id, name, rate).await?))
+    let update = SourceUpdate {
+        name,
+        rate_limit_per_second: body
+            .rate_limit_per_second
+            .map(|r| Some(r).filter(|r| *r > 0)),
+        allowed_origins: body.allowed_origins.map(valid_origins).transpose()?,
+    };
+    Ok(Json(state.store.update_source(&id, update).await?))
 }
 
 async fn delete_source(
@@ -222,4 +258,31 @@ async fn source_events(
     let events = state.log.recent(&source.id, limit, query.after).await?;
     let rejected = state.log.recent_rejected(&source.id, limit).await?;
     Ok(Json(EventsPage { events, rejected }))
+}
+
+#[derive(Serialize)]
+struct Snippet {
+    snippet: String,
+    write_key: String,
+    host: String,
+}
+
+/// The footer snippet for a website: it loads `/sluice.js` from this server.
+async fn source_snippet(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Snippet>, AdminError> {
+    let source = find_source(&state, &id).await?;
+    let host = sluice_collector::browser::PublicBase::resolve(
+        state.public_url.as_deref(),
+        state.tls,
+        &headers,
+    )
+    .url();
+    Ok(Json(Snippet {
+        snippet: sluice_collector::browser::snippet(&host, &source.write_key),
+        write_key: source.write_key,
+        host,
+    }))
 }

@@ -36,13 +36,36 @@ pub struct Source {
     pub created_at: DateTime<Utc>,
     /// Requests per second this source may send; `None` = unlimited.
     pub rate_limit_per_second: Option<u32>,
+    /// Browser origins (`https://shop.example`) allowed to send with this key; empty = any.
+    pub allowed_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Source {
+    /// Whether a browser page of `origin` may send events with this source's key.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewSource {
     pub name: String,
     pub kind: SourceKind,
     pub rate_limit_per_second: Option<u32>,
+    pub allowed_origins: Vec<String>,
+}
+
+/// A change to a source; `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceUpdate {
+    pub name: Option<String>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_second: Option<Option<u32>>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +85,7 @@ pub trait Store: Send + Sync + 'static {
     async fn source(&self, id: &str) -> Result<Option<Source>, StoreError>;
     /// The source a write key belongs to. Called on every collection request; must be cheap.
     async fn source_by_write_key(&self, write_key: &str) -> Result<Option<Source>, StoreError>;
-    async fn update_source(
-        &self,
-        id: &str,
-        name: Option<String>,
-        rate_limit_per_second: Option<Option<u32>>,
-    ) -> Result<Source, StoreError>;
+    async fn update_source(&self, id: &str, update: SourceUpdate) -> Result<Source, StoreError>;
     async fn delete_source(&self, id: &str) -> Result<(), StoreError>;
     /// Gives the source a new write key; the old one stops working at once.
     async fn rotate_write_key(&self, id: &str) -> Result<Source, StoreError>;

@@ -2,7 +2,7 @@ use crate::sqlite_delivery::{self as delivery, storage, unique_name_error};
 use crate::{
     new_source_id, new_write_key, Backoff, DeadLetter, DeadLetterFilter, DeliveryRecord,
     DestinationRecord, DestinationUpdate, HeldEvent, IdentityBatch, IdentityLink, NewDestination,
-    NewSource, Progress, Source, SourceKind, Store, StoreError,
+    NewSource, Progress, Source, SourceKind, SourceUpdate, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sources (
     kind TEXT NOT NULL,
     write_key TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    rate_limit_per_second INTEGER
+    rate_limit_per_second INTEGER,
+    allowed_origins TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS destination_cursors (
     destination_id TEXT PRIMARY KEY,
@@ -67,10 +68,35 @@ fn source_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
         rate_limit_per_second: row
             .get::<_, Option<i64>>(5)?
             .map(|r| r.clamp(0, u32::MAX as i64) as u32),
+        allowed_origins: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
     })
 }
 
-const SOURCE_COLUMNS: &str = "id, name, kind, write_key, created_at, rate_limit_per_second";
+const SOURCE_COLUMNS: &str =
+    "id, name, kind, write_key, created_at, rate_limit_per_second, allowed_origins";
+
+/// Columns added after the first release, with their definitions: added to older files.
+const ADDED_SOURCE_COLUMNS: &[(&str, &str)] = &[("allowed_origins", "TEXT NOT NULL DEFAULT '[]'")];
+
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    for (column, definition) in ADDED_SOURCE_COLUMNS {
+        let present: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('sources') WHERE name = ?1",
+                [column],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(storage)?
+            > 0;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE sources ADD COLUMN {column} {definition}"
+            ))
+            .map_err(storage)?;
+        }
+    }
+    Ok(())
+}
 
 /// A write that failed on the unique source name is a conflict; anything else a storage error.
 fn source_write_error(e: rusqlite::Error, name: &str) -> StoreError {
@@ -87,6 +113,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
+        add_missing_columns(&conn)?;
         conn.execute_batch(delivery::SCHEMA).map_err(storage)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -147,18 +174,22 @@ impl Store for SqliteStore {
                 .single()
                 .unwrap_or_default(),
             rate_limit_per_second: new.rate_limit_per_second,
+            allowed_origins: new.allowed_origins,
         };
         let row = source.clone();
         self.mutate(move |conn| {
             conn.execute(
-                &format!("INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!(
+                    "INSERT INTO sources ({SOURCE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
                 params![
                     row.id,
                     row.name,
                     kind_name(row.kind),
                     row.write_key,
                     row.created_at.timestamp_millis(),
-                    row.rate_limit_per_second
+                    row.rate_limit_per_second,
+                    serde_json::to_string(&row.allowed_origins).unwrap_or_else(|_| "[]".into())
                 ],
             )
             .map_err(|e| source_write_error(e, &row.name))?;
@@ -225,20 +256,24 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
-    async fn update_source(
-        &self,
-        id: &str,
-        name: Option<String>,
-        rate_limit_per_second: Option<Option<u32>>,
-    ) -> Result<Source, StoreError> {
+    async fn update_source(&self, id: &str, update: SourceUpdate) -> Result<Source, StoreError> {
         let id = id.to_owned();
         self.mutate(move |conn| {
             let current = load_source(conn, &id)?;
-            let name = name.unwrap_or(current.name);
-            let rate = rate_limit_per_second.unwrap_or(current.rate_limit_per_second);
+            let name = update.name.unwrap_or(current.name);
+            let rate = update
+                .rate_limit_per_second
+                .unwrap_or(current.rate_limit_per_second);
+            let origins = update.allowed_origins.unwrap_or(current.allowed_origins);
             conn.execute(
-                "UPDATE sources SET name = ?2, rate_limit_per_second = ?3 WHERE id = ?1",
-                params![id, name, rate],
+                "UPDATE sources SET name = ?2, rate_limit_per_second = ?3, allowed_origins = ?4
+                 WHERE id = ?1",
+                params![
+                    id,
+                    name,
+                    rate,
+                    serde_json::to_string(&origins).unwrap_or_else(|_| "[]".into())
+                ],
             )
             .map_err(|e| source_write_error(e, &name))?;
             load_source(conn, &id)

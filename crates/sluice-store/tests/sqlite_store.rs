@@ -1,10 +1,11 @@
-use sluice_store::{NewSource, SourceKind, SqliteStore, Store, StoreError};
+use sluice_store::{NewSource, SourceKind, SourceUpdate, SqliteStore, Store, StoreError};
 
 fn new_source(name: &str) -> NewSource {
     NewSource {
         name: name.into(),
         kind: SourceKind::Web,
         rate_limit_per_second: None,
+        allowed_origins: Vec::new(),
     }
 }
 
@@ -53,12 +54,29 @@ async fn sources_round_trip_and_keys_stop_working_at_once() {
     );
 
     let renamed = store
-        .update_source(&web.id, Some("site".into()), Some(Some(5)))
+        .update_source(
+            &web.id,
+            SourceUpdate {
+                name: Some("site".into()),
+                rate_limit_per_second: Some(Some(5)),
+                allowed_origins: Some(vec!["https://shop.example".into()]),
+            },
+        )
         .await
         .expect("update");
     assert_eq!(
         (renamed.name.as_str(), renamed.rate_limit_per_second),
         ("site", Some(5))
+    );
+    assert!(renamed.allows_origin("https://shop.example"));
+    assert!(
+        renamed.allows_origin("HTTPS://SHOP.EXAMPLE"),
+        "origins compare case-insensitively"
+    );
+    assert!(!renamed.allows_origin("https://evil.example"));
+    assert!(
+        web.allows_origin("https://anything.example"),
+        "no list = any origin"
     );
 
     store.delete_source(&web.id).await.expect("delete");
@@ -349,4 +367,24 @@ mod delivery_state {
         assert_eq!(store.user_first_seen("u").await.unwrap(), Some(5));
         assert_eq!(store.user_first_seen("nobody").await.unwrap(), None);
     }
+}
+
+#[tokio::test]
+async fn a_store_file_from_before_allowed_origins_is_upgraded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    {
+        // The sources table as the first release created it.
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE sources (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+             write_key TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, rate_limit_per_second INTEGER);
+             INSERT INTO sources VALUES ('src_old', 'old', 'web', 'k1', 0, NULL);",
+        )
+        .expect("old schema");
+    }
+    let store = SqliteStore::open(&path).expect("open upgrades");
+    let old = store.source("src_old").await.expect("read").expect("kept");
+    assert!(old.allowed_origins.is_empty());
+    assert!(old.allows_origin("https://any.example"));
 }

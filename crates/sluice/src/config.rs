@@ -20,6 +20,13 @@ pub struct Config {
     pub admin_token: String,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// The URL browsers and apps reach sluice at (`https://collect.example.com`), used in the
+    /// settings documents and the snippet; empty: taken from each request's Host header.
+    pub public_url: String,
+    /// PEM certificate chain and private key: when both are set, sluice serves HTTPS itself
+    /// (the mobile SDKs only speak HTTPS). Otherwise put a TLS proxy in front.
+    pub tls_cert: String,
+    pub tls_key: String,
     pub log: LogSection,
     pub collector: CollectorSection,
     pub delivery: DeliverySection,
@@ -97,6 +104,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./sluice-data"),
             admin_token: String::new(),
             log_format: "text".into(),
+            public_url: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             log: LogSection::default(),
             collector: CollectorSection::default(),
             delivery: DeliverySection::default(),
@@ -182,6 +192,14 @@ impl Config {
                 request_timeout: parse("delivery.request_timeout", &self.delivery.request_timeout)?,
             },
         };
+        let public_url = self.public_url.trim();
+        let has_scheme = public_url.starts_with("http://") || public_url.starts_with("https://");
+        if !public_url.is_empty() && !has_scheme {
+            bail!("public_url must start with http:// or https:// (got `{public_url}`)");
+        }
+        if self.tls_cert.trim().is_empty() != self.tls_key.trim().is_empty() {
+            bail!("set both tls_cert and tls_key (PEM files), or neither");
+        }
         if durations.router.poll_interval.is_zero() || durations.router.request_timeout.is_zero() {
             bail!("delivery.poll_interval and delivery.request_timeout must be more than 0");
         }

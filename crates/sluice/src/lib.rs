@@ -7,6 +7,7 @@
 pub mod config;
 pub mod duration;
 pub mod server;
+mod tls;
 
 pub use config::Config;
 pub use server::{start, RunningServer};

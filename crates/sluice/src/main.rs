@@ -87,7 +87,12 @@ async fn serve(
     let server = sluice::start(config.clone(), Arc::new(sluice_core::SystemClock))
         .await
         .context("sluice could not start")?;
-    let url = format!("http://{}", server.addr);
+    let scheme = if config.tls_cert.trim().is_empty() {
+        "http"
+    } else {
+        "https"
+    };
+    let url = format!("{scheme}://{}", server.addr);
     println!("sluice is running at {url}");
     println!("  data folder:  {}", config.data_dir.display());
     if server.admin_token_generated {

@@ -130,6 +130,10 @@ async fn readyz(State(health): State<Health>) -> Response {
         .into_response()
 }
 
+fn public_url(config: &Config) -> Option<String> {
+    Some(config.public_url.trim().trim_end_matches('/').to_owned()).filter(|u| !u.is_empty())
+}
+
 /// Opens the data folder and starts serving. Returns once the listener is bound.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     let durations = config.durations()?;
@@ -167,6 +171,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             trusted_proxies,
             default_rate_limit_per_second: Some(config.collector.rate_limit_per_second)
                 .filter(|r| *r > 0),
+            public_url: public_url(&config),
+            tls: !config.tls_cert.trim().is_empty(),
         },
     );
     let router = DeliveryRouter::start(
@@ -190,6 +196,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             log: log.clone(),
             admin_token: admin_token.clone().into(),
             router: router.clone(),
+            public_url: public_url(&config),
+            tls: !config.tls_cert.trim().is_empty(),
         }))
         .merge(
             Router::new()
@@ -211,6 +219,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             )
         });
 
+    let tls = match (config.tls_cert.trim(), config.tls_key.trim()) {
+        ("", _) | (_, "") => None,
+        (cert, key) => Some(crate::tls::acceptor(Path::new(cert), Path::new(key))?),
+    };
     let listener = TcpListener::bind(&config.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another process using it?",
@@ -232,7 +244,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let serve_router = router.clone();
     let header_limit = config.collector.max_header_bytes;
     let task = tokio::spawn(async move {
-        serve(listener, app, durations, header_limit, shutdown_rx).await;
+        serve(listener, app, durations, header_limit, tls, shutdown_rx).await;
         retention.abort();
         serve_router.shutdown().await;
         serve_log.close().await;
@@ -256,6 +268,7 @@ async fn serve(
     app: Router,
     durations: Durations,
     max_header_bytes: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -280,14 +293,44 @@ async fn serve(
                 app.clone().oneshot(request.map(axum::body::Body::new))
             },
         );
-        let connection = hyper::server::conn::http1::Builder::new()
+        let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(durations.header_timeout)
             .max_buf_size(max_header_bytes.max(8192))
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = durations.header_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let result =
+                match tls {
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Some(acceptor) => {
+                        // The handshake shares the header timeout: a silent client is dropped.
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                };
+            if let Err(error) = result {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
