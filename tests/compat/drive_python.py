@@ -176,6 +176,39 @@ def main():
         explicit_ts=utc_ms(backdated),
     )
 
+    # The Customer.io rows that are operations rather than events: devices, suppression,
+    # deletion, and an alias of a known user (a merge).
+    device = {"token": "py-token-%s" % rid, "type": "ios", "model": "iPhone16,1"}
+    record(
+        "device installed",
+        client.track(user, "Application Installed", {"build": 7}, context={"device": device}),
+        {"type": "track", "userId": user, "event": "Application Installed", "properties": {"build": 7}},
+        absent=["anonymousId"],
+    )
+    record(
+        "device uninstalled",
+        client.track(user, "Application Uninstalled", {}, context={"device": device}),
+        {"type": "track", "userId": user, "event": "Application Uninstalled"},
+        absent=["anonymousId"],
+    )
+    for name in ("User Suppressed", "User Unsuppressed"):
+        record(
+            name.lower(),
+            client.track(user, name),
+            {"type": "track", "userId": user, "event": name},
+            absent=["anonymousId"],
+        )
+    gone = "py-gone-%s" % rid
+    record("identify leaving user", client.identify(gone, {"email": "gone-%s@example.com" % rid}),
+           {"type": "identify", "userId": gone}, absent=["anonymousId"])
+    record("user deleted", client.track(gone, "User Deleted"),
+           {"type": "track", "userId": gone, "event": "User Deleted"}, absent=["anonymousId"])
+    old = "py-old-%s" % rid
+    record("identify old account", client.identify(old, {"email": "old-%s@example.com" % rid}),
+           {"type": "identify", "userId": old}, absent=["anonymousId"])
+    record("alias merge", client.alias(old, user),
+           {"type": "alias", "previousId": old, "userId": user}, absent=["anonymousId"])
+
     client.shutdown()  # flush the queue and stop the consumer thread
 
     # A second client whose clock runs an hour fast: sentAt comes from the library's

@@ -354,10 +354,31 @@ def expected_delivery(call, calls):
                 and isinstance(op.get("timestamp"), int))
 
     if kind == "identify":
-        email = e.get("traits", {}).get("email")
+        email = (e.get("traits") or {}).get("email")
         return (lambda op: op.get("type") == "person" and op.get("action") == "identify"
-                and op.get("identifiers") == who and (op.get("attributes") or {}).get("email") == email,
+                and op.get("identifiers") == who
+                and (email is None or (op.get("attributes") or {}).get("email") == email),
                 "person identify %s with traits.email" % who)
+    reserved = {
+        "Application Installed": "add_device", "Application Opened": "add_device",
+        "Device Created or Updated": "add_device", "Application Uninstalled": "delete_device",
+        "Device Deleted": "delete_device", "User Deleted": "delete",
+        "User Suppressed": "suppress", "User Unsuppressed": "unsuppress",
+    }
+    if kind == "track" and e["event"] in reserved:
+        action = reserved[e["event"]]
+
+        def person_op(op):
+            if op.get("type") != "person" or op.get("action") != action or op.get("identifiers") != who:
+                return False
+            if action == "add_device":
+                d = op.get("device") or {}
+                return bool(d.get("token")) and d.get("platform") in ("ios", "android")
+            if action == "delete_device":
+                return bool((op.get("device") or {}).get("token"))
+            return True
+
+        return (person_op, "%s for %s" % (action, who))
     if kind == "track":
         return (lambda op: event_like(op, "event", e["event"])
                 and (op.get("attributes") or {}).keys() >= {k for k, v in (e.get("properties") or {}).items() if v is not None},
@@ -372,6 +393,12 @@ def expected_delivery(call, calls):
                 and op.get("identifiers") == {"object_type_id": "1", "object_id": e["groupId"]}
                 and (op.get("cio_relationships") or [{}])[0].get("identifiers") == who,
                 "object %s related to %s" % (e["groupId"], who))
+    known_before = [c for c in calls[: calls.index(call)] if c["expect"].get("userId") == e.get("previousId")]
+    if kind == "alias" and known_before:
+        # previousId is a known userId: a merge into the user (after the user's identify).
+        return (lambda op: op.get("type") == "person" and op.get("action") == "merge"
+                and op.get("primary") == who and op.get("secondary") == cio_identifiers(e["previousId"]),
+                "merge of %s into %s" % (e["previousId"], who))
     if kind == "alias":
         return (lambda op: op.get("type") == "person" and op.get("action") == "identify"
                 and op.get("identifiers") == who
@@ -421,7 +448,8 @@ def cmd_check_delivery(a):
         report(matched[id(w)] is not None, "%s %s delivered to Customer.io as %s" % (name, call["label"], what),
                [] if matched[id(w)] is not None else ["not among the %d accepted ops" % len(ops)])
     for name, calls in manifests.items():
-        positions = [matched[id(w)] for w in wanted if w[0] == name and w[1]["expect"].get("userId")
+        main_user = next((c["expect"]["userId"] for c in calls if c["expect"]["type"] == "identify"), None)
+        positions = [matched[id(w)] for w in wanted if w[0] == name and w[1]["expect"].get("userId") == main_user
                      and w[1]["expect"]["type"] != "group"]
         ok = None not in positions and positions == sorted(positions)
         report(ok, "%s: the user's operations arrived in the order they were sent" % name,
