@@ -22,6 +22,8 @@ pub struct AdminState {
     /// Where browsers reach sluice (for the snippet); `None`: the request's Host.
     pub public_url: Option<String>,
     pub tls: bool,
+    /// Turns true when the server shuts down: live streams end so the drain is not held up.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -34,6 +36,10 @@ pub fn routes(state: AdminState) -> Router {
         .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
         .route("/api/v1/sources/{id}/events", get(source_events))
         .route("/api/v1/sources/{id}/snippet", get(source_snippet))
+        .route(
+            "/api/v1/sources/{id}/events/stream",
+            get(source_event_stream),
+        )
         .merge(crate::destinations::routes())
         .fallback(|| async {
             AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
@@ -285,4 +291,92 @@ async fn source_snippet(
         write_key: source.write_key,
         host,
     }))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// Start after this seq (default: the newest event, so only new ones stream).
+    after: Option<u64>,
+}
+
+/// The live debugger's feed: a source's new events as server-sent events (`event: event`,
+/// `id: <seq>`, `data: <stored event>`), woken by the log on every append. A reconnecting
+/// client resumes after its `Last-Event-ID`.
+async fn source_event_stream(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<
+    axum::response::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    AdminError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Query(query) = query.map_err(|e| AdminError::invalid("after", e.body_text()))?;
+    let source = find_source(&state, &id).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let after = match resume.or(query.after) {
+        Some(after) => after,
+        None => state.log.stats().await?.last_seq.unwrap_or(0),
+    };
+    struct Feed {
+        log: Arc<dyn EventLog>,
+        source_id: String,
+        after: u64,
+        appended: tokio::sync::watch::Receiver<u64>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        ready: std::collections::VecDeque<StoredEvent>,
+    }
+    let feed = Feed {
+        appended: state.log.appended(),
+        shutdown: state.shutdown.clone(),
+        log: state.log.clone(),
+        source_id: source.id,
+        after,
+        ready: Default::default(),
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        loop {
+            if let Some(event) = feed.ready.pop_front() {
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                let sse = Event::default()
+                    .event("event")
+                    .id(event.seq.to_string())
+                    .data(data);
+                return Some((Ok(sse), feed));
+            }
+            match feed
+                .log
+                .recent(&feed.source_id, MAX_EVENTS_PAGE, Some(feed.after))
+                .await
+            {
+                Ok(mut events) if !events.is_empty() => {
+                    events.reverse(); // oldest first
+                    feed.after = events.last().map_or(feed.after, |e| e.seq);
+                    feed.ready.extend(events);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "the event stream cannot read the log"),
+            }
+            // Wait for the next append (or poll now and then: a closed log wakes no one).
+            if *feed.shutdown.borrow() {
+                return None;
+            }
+            let log_closed = tokio::select! {
+                changed = feed.appended.changed() => changed.is_err(),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => false,
+                _ = feed.shutdown.changed() => return None,
+            };
+            if log_closed {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

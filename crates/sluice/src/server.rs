@@ -184,6 +184,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     )
     .await
     .context("cannot start the delivery engine")?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let metrics = metrics_handle();
     let health = Health {
         log: log.clone(),
@@ -198,6 +199,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             router: router.clone(),
             public_url: public_url(&config),
             tls: !config.tls_cert.trim().is_empty(),
+            shutdown: shutdown_rx.clone(),
         }))
         .merge(
             Router::new()
@@ -230,7 +232,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         )
     })?;
     let addr = listener.local_addr()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let retention = tokio::spawn(run_retention(
         log.clone(),
         store.clone(),

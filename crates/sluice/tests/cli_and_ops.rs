@@ -325,3 +325,84 @@ async fn destination_and_dead_letter_commands_work_through_the_admin_api() {
     let missing = cli(&app, &["destination", "show", "cio"]).await;
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn the_event_stream_pushes_new_events_as_server_sent_events() {
+    let app = spawn().await;
+    let source = app.create_source("web").await;
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "Before", "messageId": "before"}),
+    )
+    .await;
+    let mut stream = app
+        .http
+        .get(format!(
+            "{}/api/v1/sources/{}/events/stream",
+            app.base, source.id
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "Live", "messageId": "live-1"}),
+    )
+    .await;
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !received.contains("live-1") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("an event within 20 s")
+            .expect("read")
+            .expect("the stream stays open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("event: event"), "{received}");
+    assert!(
+        !received.contains("\"before\""),
+        "only events after the connection: {received}"
+    );
+    let data = received
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    let event: Value = serde_json::from_str(data).expect("JSON data");
+    assert_eq!(event["event"]["event"], "Live");
+    // A reconnecting client resumes after its Last-Event-ID.
+    let seq = event["seq"].as_u64().unwrap();
+    let mut resumed = app
+        .http
+        .get(format!(
+            "{}/api/v1/sources/{}/events/stream",
+            app.base, source.id
+        ))
+        .bearer_auth(TOKEN)
+        .header("last-event-id", (seq - 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(20), resumed.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&chunk).contains("live-1"));
+    // The admin token is required.
+    let anonymous = app
+        .http
+        .get(format!(
+            "{}/api/v1/sources/{}/events/stream",
+            app.base, source.id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
