@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_destination ON dead_letters (destination_id, id);
+-- An event refused again after a restart (it was above the cursor) is one dead letter, not two.
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_by_event ON dead_letters (destination_id, seq);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     destination_id TEXT NOT NULL,
@@ -316,7 +318,7 @@ pub fn commit_progress(
     }
     for dead in &progress.dead_letters {
         tx.prepare_cached(
-            "INSERT INTO dead_letters (destination_id, seq, source_id, person, message_id,
+            "INSERT OR IGNORE INTO dead_letters (destination_id, seq, source_id, person, message_id,
              event_type, event_json, reason, response, attempts, failed_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )

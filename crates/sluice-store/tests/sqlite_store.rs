@@ -226,6 +226,18 @@ mod delivery_state {
             .await
             .unwrap();
         assert_eq!(store.destination_cursor(&d.id).await.unwrap(), Some(20));
+        // Refusing the same event again (a resend after a crash) keeps one dead letter.
+        store
+            .commit_progress(
+                &d.id,
+                Progress {
+                    dead_letters: vec![dead(10, "invalid name")],
+                    ..Progress::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.count_dead_letters(&d.id).await.unwrap(), 2);
         // Holding the same event twice (a resend after a crash) keeps one copy.
         store
             .commit_progress(
