@@ -68,7 +68,10 @@
   function cookieGet(k) {
     var m = d.cookie.match(new RegExp('(?:^|;\\s*)' + k + '=([^;]+)')), v = m && m[1];
     if (!v) return null;
-    try { v = JSON.parse((v = decodeURIComponent(v))); } catch (e) {} // analytics.js wrote JSON strings
+    try {
+      v = decodeURIComponent(v);
+      if (v.charAt(0) == '"') v = JSON.parse(v); // analytics.js wrote JSON strings
+    } catch (e) {}
     return str(v);
   }
   function cookieSet(k, v) {

@@ -24,6 +24,8 @@ pub struct AdminState {
     pub tls: bool,
     /// Turns true when the server shuts down: live streams end so the drain is not held up.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Dashboard sessions.
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 pub fn routes(state: AdminState) -> Router {
@@ -49,7 +51,7 @@ pub fn routes(state: AdminState) -> Router {
 }
 
 /// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -63,15 +65,40 @@ async fn require_admin(State(state): State<AdminState>, request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => next.run(request).await,
-        _ => AdminError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as `Authorization: Bearer <token>` (it is in DATA_DIR/admin-token)",
-        )
-        .into_response(),
+    if presented
+        .is_some_and(|token| constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()))
+    {
+        return next.run(request).await;
     }
+    // The dashboard's session cookie; anything but a read also needs the session's CSRF token.
+    let session_csrf =
+        crate::sessions::session_id(request.headers()).and_then(|id| state.sessions.csrf(&id));
+    if let Some(csrf) = session_csrf {
+        let reading = matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let sent = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if reading || constant_time_eq(sent.as_bytes(), csrf.as_bytes()) {
+            return next.run(request).await;
+        }
+        return AdminError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "send the session's CSRF token in X-CSRF-Token",
+        )
+        .into_response();
+    }
+    AdminError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send the admin token as `Authorization: Bearer <token>` (it is in DATA_DIR/admin-token)",
+    )
+    .into_response()
 }
 
 pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
@@ -84,14 +111,14 @@ pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Ad
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CreateSource {
-    name: Option<String>,
-    kind: Option<String>,
-    rate_limit_per_second: Option<u32>,
+pub(crate) struct CreateSource {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub rate_limit_per_second: Option<u32>,
     /// Browser origins allowed to send with the write key; absent or empty = any.
-    allowed_origins: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Origins are `scheme://host[:port]` (what browsers put in `Origin`), or `*`.
@@ -144,7 +171,15 @@ async fn create_source(
     State(state): State<AdminState>,
     body: Result<Json<CreateSource>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Source>), AdminError> {
-    let body = json_body(body)?;
+    let source = create_source_record(&state, json_body(body)?).await?;
+    Ok((StatusCode::CREATED, Json(source)))
+}
+
+/// Validates and stores a new source (API and dashboard).
+pub(crate) async fn create_source_record(
+    state: &AdminState,
+    body: CreateSource,
+) -> Result<Source, AdminError> {
     let new = NewSource {
         name: valid_name(body.name)?,
         kind: valid_kind(body.kind)?,
@@ -153,7 +188,7 @@ async fn create_source(
     };
     let source = state.store.create_source(new).await?;
     tracing::info!(source_id = %source.id, name = %source.name, "source created");
-    Ok((StatusCode::CREATED, Json(source)))
+    Ok(source)
 }
 
 #[derive(Serialize)]
@@ -167,7 +202,7 @@ async fn list_sources(State(state): State<AdminState>) -> Result<Json<SourceList
     }))
 }
 
-async fn find_source(state: &AdminState, id: &str) -> Result<Source, AdminError> {
+pub(crate) async fn find_source(state: &AdminState, id: &str) -> Result<Source, AdminError> {
     state.store.source(id).await?.ok_or_else(|| {
         AdminError::new(
             StatusCode::NOT_FOUND,

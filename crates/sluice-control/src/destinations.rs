@@ -59,7 +59,7 @@ pub struct DestinationView {
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-async fn view(
+pub(crate) async fn view(
     state: &AdminState,
     record: DestinationRecord,
 ) -> Result<DestinationView, AdminError> {
@@ -93,7 +93,10 @@ fn config_error(error: ConfigError) -> AdminError {
 }
 
 /// Finds a destination by id, else by name.
-async fn find(state: &AdminState, id_or_name: &str) -> Result<DestinationRecord, AdminError> {
+pub(crate) async fn find(
+    state: &AdminState,
+    id_or_name: &str,
+) -> Result<DestinationRecord, AdminError> {
     if let Some(record) = state.store.destination(id_or_name).await? {
         return Ok(record);
     }
@@ -140,25 +143,33 @@ async fn validate(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct CreateDestination {
-    name: Option<String>,
+pub(crate) struct CreateDestination {
+    pub name: Option<String>,
     #[serde(rename = "type")]
-    kind: Option<String>,
-    enabled: Option<bool>,
-    sources: Option<Vec<String>>,
-    config: Option<Value>,
+    pub kind: Option<String>,
+    pub enabled: Option<bool>,
+    pub sources: Option<Vec<String>>,
+    pub config: Option<Value>,
     /// `"now"` (default): only events accepted from now on; `"oldest"`: backfill from the
     /// oldest retained event.
-    start: Option<String>,
+    pub start: Option<String>,
 }
 
 async fn create_destination(
     State(state): State<AdminState>,
     body: Result<Json<CreateDestination>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DestinationView>), AdminError> {
-    let body = json_body(body)?;
+    let record = create(&state, json_body(body)?).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
+}
+
+/// Validates, checks the credentials, stores and activates a destination (API and dashboard).
+pub(crate) async fn create(
+    state: &AdminState,
+    body: CreateDestination,
+) -> Result<DestinationRecord, AdminError> {
     let name = valid_name(body.name)?;
     let kind = body.kind.unwrap_or_default();
     if kind.is_empty() {
@@ -171,7 +182,7 @@ async fn create_destination(
         ));
     }
     let sources = body.sources.unwrap_or_default();
-    check_sources(&state, &sources).await?;
+    check_sources(state, &sources).await?;
     let stats = state.log.stats().await?;
     let cursor = match body.start.as_deref() {
         None | Some("now") => stats.last_seq.unwrap_or(0),
@@ -219,11 +230,11 @@ async fn create_destination(
         }
         .into());
     }
-    validate(&state, &draft, draft.enabled).await?;
+    validate(state, &draft, draft.enabled).await?;
     let record = state.store.create_destination(new, cursor).await?;
     tracing::info!(destination_id = %record.id, name = %record.name, kind = %record.kind, cursor, "destination created");
     state.router.sync().await?;
-    Ok((StatusCode::CREATED, Json(view(&state, record).await?)))
+    Ok(record)
 }
 
 #[derive(Serialize)]
@@ -249,14 +260,14 @@ async fn show_destination(
     Ok(Json(view(&state, record).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct UpdateDestination {
-    name: Option<String>,
-    enabled: Option<bool>,
-    sources: Option<Vec<String>>,
+pub(crate) struct UpdateDestination {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub sources: Option<Vec<String>>,
     /// Fields to change; a secret sent back masked keeps its value.
-    config: Option<Value>,
+    pub config: Option<Value>,
 }
 
 async fn update_destination(
@@ -264,15 +275,25 @@ async fn update_destination(
     Path(id): Path<String>,
     body: Result<Json<UpdateDestination>, JsonRejection>,
 ) -> Result<Json<DestinationView>, AdminError> {
-    let body = json_body(body)?;
-    let current = find(&state, &id).await?;
+    let record = update(&state, &id, json_body(body)?).await?;
+    Ok(Json(view(&state, record).await?))
+}
+
+/// Applies a change, checking the credentials whenever the destination is (re)activated or
+/// its settings change (API and dashboard).
+pub(crate) async fn update(
+    state: &AdminState,
+    id: &str,
+    body: UpdateDestination,
+) -> Result<DestinationRecord, AdminError> {
+    let current = find(state, id).await?;
     let registry = state.router.registry();
     let name = match body.name {
         Some(name) => Some(valid_name(Some(name))?),
         None => None,
     };
     if let Some(sources) = &body.sources {
-        check_sources(&state, sources).await?;
+        check_sources(state, sources).await?;
     }
     let config = body
         .config
@@ -288,7 +309,7 @@ async fn update_destination(
     let was_paused = current.paused_reason.is_some();
     // Check with the destination whenever it is (re)activated or its settings change.
     let check = next.enabled && (credentials_changed || enabling || was_paused);
-    validate(&state, &next, check).await?;
+    validate(state, &next, check).await?;
     let update = DestinationUpdate {
         name,
         enabled: body.enabled,
@@ -300,18 +321,23 @@ async fn update_destination(
     let record = state.store.update_destination(&current.id, update).await?;
     tracing::info!(destination_id = %record.id, enabled = record.enabled, "destination updated");
     state.router.sync().await?;
-    Ok(Json(view(&state, record).await?))
+    Ok(record)
 }
 
 async fn delete_destination(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    let record = find(&state, &id).await?;
+    delete(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn delete(state: &AdminState, id: &str) -> Result<(), AdminError> {
+    let record = find(state, id).await?;
     state.store.delete_destination(&record.id).await?;
     tracing::info!(destination_id = %record.id, "destination deleted");
     state.router.sync().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -385,12 +411,12 @@ async fn dead_letters(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ReplayRequest {
+pub(crate) struct ReplayRequest {
     /// Only these dead letters (by id); all when absent.
-    ids: Option<Vec<i64>>,
-    reason: Option<String>,
-    person: Option<String>,
-    limit: Option<usize>,
+    pub ids: Option<Vec<i64>>,
+    pub reason: Option<String>,
+    pub person: Option<String>,
+    pub limit: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -403,8 +429,17 @@ async fn replay_dead_letters(
     Path(id): Path<String>,
     body: Option<Json<ReplayRequest>>,
 ) -> Result<Json<ReplayResult>, AdminError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let record = find(&state, &id).await?;
+    let replayed = replay(&state, &id, body.map(|Json(b)| b).unwrap_or_default()).await?;
+    Ok(Json(ReplayResult { replayed }))
+}
+
+/// Puts dead letters back into the held list and wakes the worker (API and dashboard).
+pub(crate) async fn replay(
+    state: &AdminState,
+    id: &str,
+    body: ReplayRequest,
+) -> Result<u64, AdminError> {
+    let record = find(state, id).await?;
     let filter = DeadLetterFilter {
         ids: body.ids.unwrap_or_default(),
         reason_contains: body.reason,
@@ -418,5 +453,5 @@ async fn replay_dead_letters(
         .await?;
     tracing::info!(destination_id = %record.id, replayed, "dead letters replayed");
     state.router.wake(&record.id).await;
-    Ok(Json(ReplayResult { replayed }))
+    Ok(replayed)
 }

@@ -8,8 +8,16 @@
 //! shows a secret other than a source's own write key to the admin.
 
 mod admin;
+mod dashboard;
 mod destinations;
 mod error;
+mod sessions;
 
-pub use admin::{routes, AdminState};
+pub use admin::AdminState;
+pub use sessions::Sessions;
+
+/// The admin API and the dashboard.
+pub fn routes(state: AdminState) -> axum::Router {
+    admin::routes(state.clone()).merge(dashboard::routes(state))
+}
 pub use error::AdminError;

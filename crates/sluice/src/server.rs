@@ -200,6 +200,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             public_url: public_url(&config),
             tls: !config.tls_cert.trim().is_empty(),
             shutdown: shutdown_rx.clone(),
+            sessions: Default::default(),
         }))
         .merge(
             Router::new()
