@@ -267,6 +267,7 @@
       out.push({ id: item.e.messageId, json: json });
     }
     if (old.length) forget(old);
+    out.size = size;
     return out;
   }
 
@@ -291,19 +292,19 @@
     return full / 2 + Math.random() * full / 2;
   }
 
-  function post(batch, keepalive) {
+  function post(batch, hide) {
     var ids = [], parts = [];
     batch.forEach(function (b) {
       ids.push(b.id);
       parts.push(b.json);
       fly[b.id] = 1;
     });
-    if (!keepalive) sending++;
+    if (!hide) sending++;
     due = false;
 
     function done(status, wait) {
       ids.forEach(function (id) { delete fly[id]; });
-      if (!keepalive) sending--;
+      if (!hide) sending--;
       if (status && (status < 400 || (status < 500 && status != 408 && status != 429))) {
         // stored, or refused for good (write key, origin, malformed)
         if (status >= 400) warn('the collector refused ' + ids.length + ' events: ' + status);
@@ -322,7 +323,7 @@
         method: 'POST',
         headers: { 'Content-Type': 'text/plain' }, // CORS-simple: no preflight
         body: '{"batch":[' + parts.join(',') + '],"sentAt":"' + new Date().toISOString() + '","writeKey":' + JSON.stringify(key) + '}',
-        keepalive: !!keepalive,
+        keepalive: batch.size <= MAX_KEEPALIVE, // so it outlives the page if that is left now
         credentials: 'omit'
       }).then(function (r) { done(r.status, r.status == 429 ? waitOf(r) : null); }, function () { done(0); });
     } catch (e) {

@@ -1,17 +1,19 @@
 //! `/api/v1/*`: sources and the events that arrived.
 
-use crate::error::AdminError;
+use crate::error::{AdminError, ErrorBody};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sluice_log::{EventLog, RejectedEvent, StoredEvent};
 use sluice_store::{NewSource, Source, SourceKind, SourceUpdate, Store};
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -28,26 +30,54 @@ pub struct AdminState {
     pub sessions: Arc<crate::sessions::Sessions>,
 }
 
-pub fn routes(state: AdminState) -> Router {
-    Router::new()
-        .route("/api/v1/sources", post(create_source).get(list_sources))
-        .route(
-            "/api/v1/sources/{id}",
-            get(show_source).patch(update_source).delete(delete_source),
-        )
-        .route("/api/v1/sources/{id}/rotate-key", post(rotate_key))
-        .route("/api/v1/sources/{id}/events", get(source_events))
-        .route("/api/v1/sources/{id}/snippet", get(source_snippet))
-        .route(
-            "/api/v1/sources/{id}/events/stream",
-            get(source_event_stream),
-        )
+/// The admin API's routes and its OpenAPI description, built from the same handler list so
+/// the document cannot drift from what is served.
+pub fn api() -> (Router<AdminState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_source, list_sources))
+        .routes(routes!(show_source, update_source, delete_source))
+        .routes(routes!(rotate_key))
+        .routes(routes!(source_events))
+        .routes(routes!(source_snippet))
+        .routes(routes!(source_event_stream))
         .merge(crate::destinations::routes())
-        .fallback(|| async {
-            AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
-        })
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
-        .with_state(state)
+        .split_for_parts()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "sluice admin API", description = "Sources, events, destinations, deliveries and dead letters. Send the admin token as `Authorization: Bearer <token>`, or the dashboard's session cookie plus `X-CSRF-Token` for writes."),
+    modifiers(&AdminTokenAuth),
+    security(("admin_token" = [])),
+    tags((name = "sources"), (name = "destinations"))
+)]
+struct ApiDoc;
+
+struct AdminTokenAuth;
+
+impl utoipa::Modify for AdminTokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn routes(state: AdminState) -> Router {
+    let (api, document) = api();
+    let document = Arc::new(document);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || std::future::ready(Json(document.as_ref().clone()))),
+    )
+    .fallback(|| async {
+        AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint")
+    })
+    .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+    .with_state(state)
 }
 
 /// Compares in time independent of where the inputs differ.
@@ -111,7 +141,7 @@ pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Ad
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateSource {
     pub name: Option<String>,
@@ -167,6 +197,8 @@ fn valid_kind(kind: Option<String>) -> Result<SourceKind, AdminError> {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/sources", tag = "sources", request_body = CreateSource,
+    responses((status = 201, body = Source), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_source(
     State(state): State<AdminState>,
     body: Result<Json<CreateSource>, JsonRejection>,
@@ -191,11 +223,12 @@ pub(crate) async fn create_source_record(
     Ok(source)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SourceList {
     sources: Vec<Source>,
 }
 
+#[utoipa::path(get, path = "/api/v1/sources", tag = "sources", responses((status = 200, body = SourceList), (status = 401, body = ErrorBody)))]
 async fn list_sources(State(state): State<AdminState>) -> Result<Json<SourceList>, AdminError> {
     Ok(Json(SourceList {
         sources: state.store.list_sources().await?,
@@ -212,6 +245,8 @@ pub(crate) async fn find_source(state: &AdminState, id: &str) -> Result<Source, 
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path)),
+    responses((status = 200, body = Source), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_source(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -219,7 +254,7 @@ async fn show_source(
     Ok(Json(find_source(&state, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateSource {
     name: Option<String>,
@@ -229,6 +264,8 @@ struct UpdateSource {
     allowed_origins: Option<Vec<String>>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path)), request_body = UpdateSource,
+    responses((status = 200, body = Source), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update_source(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -249,6 +286,8 @@ async fn update_source(
     Ok(Json(state.store.update_source(&id, update).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/sources/{id}", tag = "sources", params(("id" = String, Path)),
+    responses((status = 204, description = "deleted; the write key stops working at once"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_source(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -258,6 +297,8 @@ async fn delete_source(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/sources/{id}/rotate-key", tag = "sources", params(("id" = String, Path)),
+    responses((status = 200, body = Source, description = "the new write key; the old one stops working at once"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rotate_key(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -267,14 +308,15 @@ async fn rotate_key(
     Ok(Json(source))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     limit: Option<usize>,
     /// Only events with a sequence number above this one (for tailing).
     after: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventsPage {
     events: Vec<StoredEvent>,
     rejected: Vec<RejectedEvent>,
@@ -282,6 +324,8 @@ struct EventsPage {
 
 const MAX_EVENTS_PAGE: usize = 1000;
 
+#[utoipa::path(get, path = "/api/v1/sources/{id}/events", tag = "sources", params(("id" = String, Path), EventsQuery),
+    responses((status = 200, body = EventsPage, description = "newest first"), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn source_events(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -301,7 +345,7 @@ async fn source_events(
     Ok(Json(EventsPage { events, rejected }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Snippet {
     snippet: String,
     write_key: String,
@@ -309,6 +353,8 @@ struct Snippet {
 }
 
 /// The footer snippet for a website: it loads `/sluice.js` from this server.
+#[utoipa::path(get, path = "/api/v1/sources/{id}/snippet", tag = "sources", params(("id" = String, Path)),
+    responses((status = 200, body = Snippet, description = "the footer snippet for a website"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn source_snippet(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -328,7 +374,8 @@ async fn source_snippet(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     /// Start after this seq (default: the newest event, so only new ones stream).
     after: Option<u64>,
@@ -337,6 +384,8 @@ struct StreamQuery {
 /// The live debugger's feed: a source's new events as server-sent events (`event: event`,
 /// `id: <seq>`, `data: <stored event>`), woken by the log on every append. A reconnecting
 /// client resumes after its `Last-Event-ID`.
+#[utoipa::path(get, path = "/api/v1/sources/{id}/events/stream", tag = "sources", params(("id" = String, Path), StreamQuery),
+    responses((status = 200, content_type = "text/event-stream", description = "server-sent events: `event: event`, `id: <seq>`, `data: <stored event>`; resumes after `Last-Event-ID`"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn source_event_stream(
     State(state): State<AdminState>,
     Path(id): Path<String>,

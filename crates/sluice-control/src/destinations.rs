@@ -5,12 +5,11 @@
 //! change the router is synced, so the pipeline starts or stops at once.
 
 use crate::admin::{json_body, valid_name, AdminState};
-use crate::error::AdminError;
+use crate::error::{AdminError, ErrorBody};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_destinations::ConfigError;
@@ -19,29 +18,23 @@ use sluice_store::{
     DeadLetter, DeadLetterFilter, DeliveryRecord, DestinationRecord, DestinationUpdate,
     NewDestination,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn routes() -> Router<AdminState> {
-    Router::new()
-        .route(
-            "/api/v1/destinations",
-            post(create_destination).get(list_destinations),
-        )
-        .route(
-            "/api/v1/destinations/{id}",
-            get(show_destination)
-                .patch(update_destination)
-                .delete(delete_destination),
-        )
-        .route("/api/v1/destinations/{id}/deliveries", get(deliveries))
-        .route("/api/v1/destinations/{id}/dead-letters", get(dead_letters))
-        .route(
-            "/api/v1/destinations/{id}/dead-letters/replay",
-            post(replay_dead_letters),
-        )
+pub fn routes() -> OpenApiRouter<AdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_destination, list_destinations))
+        .routes(routes!(
+            show_destination,
+            update_destination,
+            delete_destination
+        ))
+        .routes(routes!(deliveries))
+        .routes(routes!(dead_letters))
+        .routes(routes!(replay_dead_letters))
 }
 
 /// A destination as the API shows it: secrets masked, live status attached.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DestinationView {
     id: String,
     name: String,
@@ -49,6 +42,8 @@ pub struct DestinationView {
     kind: String,
     enabled: bool,
     sources: Vec<String>,
+    /// The kind's configuration; secrets shown as `••••1234`.
+    #[schema(value_type = Object)]
     config: Value,
     paused_reason: Option<String>,
     status: DestinationStatus,
@@ -143,7 +138,7 @@ async fn validate(
     Ok(())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateDestination {
     pub name: Option<String>,
@@ -151,12 +146,16 @@ pub(crate) struct CreateDestination {
     pub kind: Option<String>,
     pub enabled: Option<bool>,
     pub sources: Option<Vec<String>>,
+    /// Customer.io: `site_id`, `api_key`, `region` (us/eu), `track_url`?; webhook: `url`, `secret`?.
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     /// `"now"` (default): only events accepted from now on; `"oldest"`: backfill from the
     /// oldest retained event.
     pub start: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/destinations", tag = "destinations", request_body = CreateDestination,
+    responses((status = 201, body = DestinationView, description = "created and delivering at once"), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "invalid configuration or rejected credentials"), (status = 401, body = ErrorBody)))]
 async fn create_destination(
     State(state): State<AdminState>,
     body: Result<Json<CreateDestination>, JsonRejection>,
@@ -237,11 +236,12 @@ pub(crate) async fn create(
     Ok(record)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DestinationList {
     destinations: Vec<DestinationView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/destinations", tag = "destinations", responses((status = 200, body = DestinationList), (status = 401, body = ErrorBody)))]
 async fn list_destinations(
     State(state): State<AdminState>,
 ) -> Result<Json<DestinationList>, AdminError> {
@@ -252,6 +252,8 @@ async fn list_destinations(
     Ok(Json(DestinationList { destinations }))
 }
 
+#[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "id or name")),
+    responses((status = 200, body = DestinationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show_destination(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -260,16 +262,19 @@ async fn show_destination(
     Ok(Json(view(&state, record).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateDestination {
     pub name: Option<String>,
     pub enabled: Option<bool>,
     pub sources: Option<Vec<String>>,
     /// Fields to change; a secret sent back masked keeps its value.
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "id or name")), request_body = UpdateDestination,
+    responses((status = 200, body = DestinationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update_destination(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -324,6 +329,8 @@ pub(crate) async fn update(
     Ok(record)
 }
 
+#[utoipa::path(delete, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "id or name")),
+    responses((status = 204, description = "deleted with its cursor, held events, dead letters and delivery log"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_destination(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -340,16 +347,19 @@ pub(crate) async fn delete(state: &AdminState, id: &str) -> Result<(), AdminErro
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveriesQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeliveryList {
     deliveries: Vec<DeliveryRecord>,
 }
 
+#[utoipa::path(get, path = "/api/v1/destinations/{id}/deliveries", tag = "destinations", params(("id" = String, Path, description = "id or name"), DeliveriesQuery),
+    responses((status = 200, body = DeliveryList, description = "newest first"), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deliveries(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -374,7 +384,8 @@ fn valid_limit(limit: Option<usize>, default: usize) -> Result<usize, AdminError
     Ok(limit)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeadLetterQuery {
     limit: Option<usize>,
@@ -383,12 +394,14 @@ struct DeadLetterQuery {
     person: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeadLetterList {
     dead_letters: Vec<DeadLetter>,
     total: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/destinations/{id}/dead-letters", tag = "destinations", params(("id" = String, Path, description = "id or name"), DeadLetterQuery),
+    responses((status = 200, body = DeadLetterList, description = "oldest first"), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn dead_letters(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -409,7 +422,7 @@ async fn dead_letters(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
     /// Only these dead letters (by id); all when absent.
@@ -419,11 +432,13 @@ pub(crate) struct ReplayRequest {
     pub limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReplayResult {
     replayed: u64,
 }
 
+#[utoipa::path(post, path = "/api/v1/destinations/{id}/dead-letters/replay", tag = "destinations", params(("id" = String, Path, description = "id or name")), request_body(content = Option<ReplayRequest>, description = "which dead letters; all when absent"),
+    responses((status = 200, body = ReplayResult, description = "moved back to the held list; delivered in order with each person's other events"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn replay_dead_letters(
     State(state): State<AdminState>,
     Path(id): Path<String>,

@@ -62,20 +62,24 @@ impl From<LogError> for AdminError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    fields: &'a [String],
+/// The admin API's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code (`not_found`, `conflict`, `invalid`, `unauthorized`, …).
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+    /// The offending fields, for 409 and 422.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&Body {
-            code: self.code,
-            message: &self.message,
-            fields: &self.fields,
+        let body = serde_json::to_vec(&ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+            fields: self.fields,
         })
         .unwrap_or_default();
         let mut response = (self.status, body).into_response();

@@ -43,16 +43,18 @@ impl AppendOutcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub seq: u64,
     pub source_id: String,
     #[serde(serialize_with = "sluice_core::time::serialize")]
     pub received_at: DateTime<Utc>,
+    /// The normalised Segment event.
+    #[schema(value_type = Object)]
     pub event: Event,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RejectedEvent {
     pub source_id: String,
     #[serde(serialize_with = "sluice_core::time::serialize")]

@@ -57,7 +57,7 @@ impl Default for RouterConfig {
 }
 
 /// What a destination is doing, for the API and the dashboard.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DestinationStatus {
     /// `active`, `disabled`, `credentials_rejected`, `stopped`.
     pub state: String,

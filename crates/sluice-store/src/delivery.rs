@@ -70,7 +70,7 @@ pub struct HeldEvent {
 }
 
 /// An event that left the pipeline without being delivered, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub seq: u64,
@@ -79,6 +79,7 @@ pub struct DeadLetter {
     pub message_id: String,
     pub event_type: String,
     /// The stored event.
+    #[schema(value_type = Object)]
     pub event: Box<serde_json::value::RawValue>,
     pub reason: String,
     /// The destination's answer (status and body), when there was one.
@@ -117,7 +118,7 @@ pub struct DeadLetterFilter {
 }
 
 /// One attempt (or one skipped event) in a destination's delivery log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
     pub id: i64,
     #[serde(serialize_with = "sluice_core::time::serialize")]
