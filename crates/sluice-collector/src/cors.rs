@@ -9,6 +9,9 @@ const EXPOSED_HEADERS: &str = "Retry-After, X-RateLimit-Reset";
 
 pub fn add_cors_headers(origin: Option<&HeaderValue>, response: &mut Response) {
     let headers = response.headers_mut();
+    if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        return; // already granted (a preflight)
+    }
     match origin {
         Some(origin) => {
             // Echo the origin so requests made with credentials work too.
