@@ -780,6 +780,7 @@ async function main() {
   let failed = 0
   let browser
   try {
+    // launch() (not a persistent context) gives Chromium a fresh temporary --user-data-dir.
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS })
     console.log(`chromium ${browser.version()}`)
   } catch (e) {
