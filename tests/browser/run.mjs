@@ -4,19 +4,25 @@
 // run the pinned @segment/analytics-next or sluice's own /sluice.js through the footer snippet,
 // and every check asserts, through the admin events API, what sluice stored.
 //
+// The dashboard's tests (sign-in, sources, the live debugger, a Customer.io destination against
+// the in-repo test server, keyboard use, a narrow screen, no secret in any page) are in
+// dashboard.mjs.
+//
 // Usage (run.sh passes all of it):
 //   node run.mjs --sluice URL --token ADMIN_TOKEN --pages URL --pages-dir DIR
 //                --node-project DIR --asset crates/sluice-collector/assets/sluice.js
-//                --summary FILE [--only SUBSTRING]
+//                --cio URL --artifacts DIR --summary FILE [--only SUBSTRING]
 // Prints PASS/FAIL per test and writes {"passed":N,"failed":M} to --summary; run.sh prints
-// the closing `browser: N passed, M failed` line.
+// the closing `browser: N passed, M failed` line. When a test fails, a full-page screenshot of
+// each page it had open is saved as DIR/<test-name>-<n>.png.
 
 import { createRequire } from 'node:module'
-import { writeFileSync, readFileSync } from 'node:fs'
+import { writeFileSync, readFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import http from 'node:http'
+import { dashboardTests } from './dashboard.mjs'
 
 const { values: args } = parseArgs({
   options: {
@@ -26,11 +32,13 @@ const { values: args } = parseArgs({
     'pages-dir': { type: 'string' },
     'node-project': { type: 'string' },
     asset: { type: 'string' },
+    cio: { type: 'string' },
+    artifacts: { type: 'string' },
     summary: { type: 'string' },
     only: { type: 'string' },
   },
 })
-for (const k of ['sluice', 'token', 'pages', 'pages-dir', 'node-project', 'asset', 'summary']) {
+for (const k of ['sluice', 'token', 'pages', 'pages-dir', 'node-project', 'asset', 'cio', 'artifacts', 'summary']) {
   if (!args[k]) {
     console.error(`run.mjs: --${k} is required`)
     process.exit(2)
@@ -44,6 +52,7 @@ const SLUICE = args.sluice.replace(/\/$/, '')
 const PAGES = args.pages.replace(/\/$/, '')
 const SLUICE_ORIGIN = new URL(SLUICE).origin
 const PAGES_ORIGIN = new URL(PAGES).origin
+const CIO = args.cio.replace(/\/$/, '') // the Customer.io-compatible test server
 const RUN = `${Date.now().toString(36)}-${process.pid}`
 const EVENTS_TIMEOUT = Number(process.env.BROWSER_EVENTS_TIMEOUT || 30) * 1000
 const TEST_TIMEOUT = Number(process.env.BROWSER_TEST_TIMEOUT || 120) * 1000
@@ -271,7 +280,8 @@ function countBy(events, key) {
 // ------------------------------------------------------------------ tests
 
 const tests = []
-const test = (name, fn) => tests.push({ name, fn })
+// `contextOptions` (optional): what the test's fresh browser context is created with.
+const test = (name, fn, contextOptions = {}) => tests.push({ name, fn, contextOptions })
 
 async function analyticsNextCalls(page, tag, parallel) {
   const ok = await page.evaluate(() => window.loaded)
@@ -766,6 +776,11 @@ test('sluice.js: served gzipped within 6 KB, as the repository has it', async ()
   check(gz <= GZIP_BUDGET, `${gz} bytes gzipped, over ${GZIP_BUDGET}`)
 })
 
+dashboardTests({
+  test, check, checkEq, short, sleep, waitUntil, admin, writePage, openPage, watch, checkNoThirdParty,
+  SLUICE, PAGES, PAGES_ORIGIN, CIO, RUN, TOKEN: args.token, EVENTS_TIMEOUT,
+})
+
 test('no request left for a host other than sluice and the page server', async () => {
   const others = thirdParty(allRequests)
   check(allRequests.length > 0, 'no requests recorded')
@@ -773,6 +788,22 @@ test('no request left for a host other than sluice and the page server', async (
 })
 
 // ------------------------------------------------------------------ runner
+
+// A failed test's evidence: a full-page screenshot of each page still open in its context.
+async function screenshots(context, name) {
+  const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60).replace(/-$/, '')
+  let n = 0
+  for (const page of context.pages()) {
+    const file = join(args.artifacts, `${slug}-${++n}.png`)
+    try {
+      mkdirSync(args.artifacts, { recursive: true })
+      await page.screenshot({ path: file, fullPage: true, timeout: 10000 })
+      console.log(`  screenshot: ${file} (${page.url()})`)
+    } catch (e) {
+      console.log(`  screenshot ${file} failed: ${String(e.message || e).split('\n')[0]}`)
+    }
+  }
+}
 
 async function main() {
   const selected = tests.filter((t) => !args.only || t.name.includes(args.only))
@@ -790,7 +821,7 @@ async function main() {
   }
   for (const t of selected) {
     const started = Date.now()
-    const context = await browser.newContext() // fresh cookies and storage per test
+    const context = await browser.newContext(t.contextOptions) // fresh cookies and storage per test
     let timer
     try {
       await Promise.race([
@@ -804,6 +835,7 @@ async function main() {
     } catch (e) {
       failed++
       console.log(`FAIL ${t.name}: ${e instanceof Failure ? e.message : e.stack || e}`)
+      await screenshots(context, t.name)
     } finally {
       clearTimeout(timer)
       await context.close().catch(() => {})

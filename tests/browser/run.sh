@@ -2,14 +2,18 @@
 # Browser tests: headless Chromium (Debian's chromium, driven by the pinned playwright-core) loads
 # pages from a small page server on 127.0.0.1 (another origin than sluice, so CORS is real) that
 # run the pinned @segment/analytics-next and sluice's own /sluice.js through the footer snippet;
-# every test asserts through the admin events API what sluice stored. See README.md here.
+# every test asserts through the admin events API what sluice stored. The dashboard tests drive
+# the dashboard (sign-in, sources, the live debugger, a Customer.io destination) against the
+# in-repo Customer.io test server. See README.md here.
 #
-#   cargo build -p sluice            # the suite runs target/debug/sluice
-#   bash tests/browser/run.sh        # or: SLUICE_BIN=/path/to/sluice bash tests/browser/run.sh
+#   cargo build -p sluice -p sluice-testkit   # the suite runs target/debug/sluice and
+#                                             # target/debug/sluice-cio-test-server
+#   bash tests/browser/run.sh        # or: SLUICE_BIN=/path/to/sluice CIO_BIN=… bash tests/browser/run.sh
 #
 # Optional env: BROWSER_ONLY (run the tests whose name contains it), BROWSER_READY_TIMEOUT (s,
 # default 60), BROWSER_EVENTS_TIMEOUT (s, default 30), BROWSER_TEST_TIMEOUT (s, default 120),
 # BROWSER_SUITE_TIMEOUT (s, default 900), BROWSER_KEEP=1 (keep the temp dir with the logs).
+# A failed test leaves full-page screenshots in tests/browser/.artifacts/ (cleared at each run).
 # Ends with `browser: N passed, M failed`; exits non-zero on any failure.
 set -uo pipefail
 
@@ -17,6 +21,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 SCRATCH="$HERE/.scratch"
 SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+CIO_BIN="${CIO_BIN:-$ROOT/target/debug/sluice-cio-test-server}"
+ARTIFACTS="$HERE/.artifacts"
 CHROMIUM=/usr/bin/chromium
 READY_TIMEOUT="${BROWSER_READY_TIMEOUT:-60}"
 SUITE_TIMEOUT="${BROWSER_SUITE_TIMEOUT:-900}"
@@ -27,11 +33,12 @@ WORK=""
 TESTS_PID=""
 SERVER_PID=""
 PAGES_PID=""
+CIO_PID=""
 STATUS=1
 SUMMARY=""
 
 cleanup() {
-  for pid in "$TESTS_PID" "$PAGES_PID" "$SERVER_PID"; do
+  for pid in "$TESTS_PID" "$PAGES_PID" "$CIO_PID" "$SERVER_PID"; do
     [ -n "$pid" ] || continue
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null
@@ -44,6 +51,10 @@ cleanup() {
     if [ "$STATUS" -ne 0 ] && [ -s "$WORK/server.log" ]; then
       echo "--- last 30 lines of the sluice log ($WORK/server.log) ---"
       tail -n 30 "$WORK/server.log"
+    fi
+    if [ "$STATUS" -ne 0 ] && [ -s "$WORK/cio.log" ]; then
+      echo "--- last 10 lines of the Customer.io test server's log ($WORK/cio.log) ---"
+      tail -n 10 "$WORK/cio.log"
     fi
     if [ "${BROWSER_KEEP:-0}" = 1 ]; then echo "browser: kept $WORK"; else rm -rf "$WORK"; fi
   fi
@@ -95,8 +106,10 @@ fi
 ANX_UMD="$NODE_PROJECT/node_modules/@segment/analytics-next/dist/umd/index.js"
 [ -f "$ANX_UMD" ] || fail_setup "no $ANX_UMD"
 
-# ---------------------------------------------------------------- sluice and the page server
+# ---------------------------------------------------------------- sluice, the page server, the Customer.io test server
 [ -x "$SLUICE_BIN" ] || fail_setup "no sluice binary at $SLUICE_BIN (run 'cargo build -p sluice' or set SLUICE_BIN)"
+[ -x "$CIO_BIN" ] || fail_setup "no test server at $CIO_BIN (run 'cargo build -p sluice-testkit' or set CIO_BIN)"
+rm -rf "$ARTIFACTS" # screenshots of the last run's failures
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sluice-browser.XXXXXX")"
 mkdir -p "$WORK/data" "$WORK/pages"
@@ -121,6 +134,20 @@ done
 [ -n "$PAGES_URL" ] || fail_setup "the page server did not start: $(cat "$WORK/pages.log")"
 echo "pages: $PAGES_URL"
 
+# Customer.io-compatible: accepts Site ID SITE_ID_TEST with API key API_KEY_TEST until a test
+# rotates them (POST /_test/credentials).
+"$CIO_BIN" --listen 127.0.0.1:0 >"$WORK/cio.log" 2>&1 &
+CIO_PID=$!
+CIO_URL=""
+for _ in $(seq 100); do
+  CIO_URL="$(sed -n 's/^listening on //p' "$WORK/cio.log" | head -n1)"
+  [ -n "$CIO_URL" ] && break
+  kill -0 "$CIO_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[ -n "$CIO_URL" ] || fail_setup "the Customer.io test server did not start: $(cat "$WORK/cio.log")"
+echo "customer.io test server: $CIO_URL"
+
 deadline=$(( $(date +%s) + READY_TIMEOUT ))
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz" 2>/dev/null)" = 200 ]; do
   kill -0 "$SERVER_PID" 2>/dev/null || fail_setup "sluice exited: $(tail -n 20 "$WORK/server.log")"
@@ -134,7 +161,7 @@ echo "sluice: ready"
 timeout --kill-after=10 "$SUITE_TIMEOUT" node "$HERE/run.mjs" \
   --sluice "$BASE" --token "$TOKEN" --pages "$PAGES_URL" --pages-dir "$WORK/pages" \
   --node-project "$NODE_PROJECT" --asset "$ROOT/crates/sluice-collector/assets/sluice.js" \
-  --summary "$WORK/summary.json" ${BROWSER_ONLY:+--only "$BROWSER_ONLY"} &
+  --cio "$CIO_URL" --artifacts "$ARTIFACTS" --summary "$WORK/summary.json" ${BROWSER_ONLY:+--only "$BROWSER_ONLY"} &
 TESTS_PID=$!
 wait "$TESTS_PID"
 STATUS=$?
