@@ -477,13 +477,26 @@ async fn destination_view_page(
     page
 }
 
+#[derive(Deserialize, Default)]
+struct DoneQuery {
+    done: Option<String>,
+    n: Option<u64>,
+}
+
 async fn destination_page(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DoneQuery>,
 ) -> Response {
+    // What the last form did, after its redirect.
+    let notice = match query.done.as_deref() {
+        Some("credentials") => Some("Credentials saved and accepted by Customer.io.".to_owned()),
+        Some("replay") => Some(format!("{} dead letters sent again.", query.n.unwrap_or(0))),
+        _ => None,
+    };
     match require_session(&state, &headers) {
-        Ok(session) => destination_view_page(&state, &session, &id, HashMap::new(), None).await,
+        Ok(session) => destination_view_page(&state, &session, &id, HashMap::new(), notice).await,
         Err(refused) => refused.into_response(),
     }
 }
@@ -503,16 +516,9 @@ async fn update_credentials(
         ..UpdateDestination::default()
     };
     match destinations::update(&state, &id, change).await {
-        Ok(_) => {
-            destination_view_page(
-                &state,
-                &session,
-                &id,
-                HashMap::new(),
-                Some("Credentials saved and accepted by Customer.io.".into()),
-            )
-            .await
-        }
+        // Post/redirect/get: a reload does not send the form again.
+        Ok(record) => Redirect::to(&format!("/ui/destinations/{}?done=credentials", record.id))
+            .into_response(),
         Err(error) => {
             destination_view_page(&state, &session, &id, field_errors(&error), None).await
         }
@@ -619,16 +625,7 @@ async fn replay(
         ..ReplayRequest::default()
     };
     match destinations::replay(&state, &id, request).await {
-        Ok(n) => {
-            destination_view_page(
-                &state,
-                &session,
-                &id,
-                HashMap::new(),
-                Some(format!("{n} dead letters sent again.")),
-            )
-            .await
-        }
+        Ok(n) => Redirect::to(&format!("/ui/destinations/{id}?done=replay&n={n}")).into_response(),
         Err(error) => {
             destination_view_page(&state, &session, &id, field_errors(&error), None).await
         }

@@ -69,6 +69,8 @@ pub struct DestinationStatus {
     /// Events waiting in the held list.
     pub held: u64,
     pub cursor: u64,
+    /// Events in the log above the cursor: not yet delivered (or held, or skipped).
+    pub backlog: u64,
     pub last_error: Option<String>,
     #[serde(serialize_with = "sluice_core::time::serialize_option")]
     pub backing_off_until: Option<DateTime<Utc>>,
@@ -195,6 +197,13 @@ impl Router {
                 let _ = worker.task.await;
             }
         }
+        // Destinations without a worker still show where their cursor is.
+        let mut idle_cursors = HashMap::new();
+        for record in records.iter().filter(|r| !running.contains_key(&r.id)) {
+            if let Some(cursor) = self.inner.cx.store.destination_cursor(&record.id).await? {
+                idle_cursors.insert(record.id.clone(), cursor);
+            }
+        }
         {
             let mut statuses = self
                 .inner
@@ -203,6 +212,9 @@ impl Router {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             statuses.retain(|id, _| records.iter().any(|r| &r.id == id));
+            for (id, cursor) in idle_cursors {
+                statuses.entry(id).or_default().cursor = cursor;
+            }
             for record in &records {
                 let status = statuses.entry(record.id.clone()).or_default();
                 if !record.enabled {
@@ -259,14 +271,19 @@ impl Router {
     }
 
     pub fn status(&self, destination_id: &str) -> DestinationStatus {
-        self.inner
+        let mut status = self
+            .inner
             .cx
             .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(destination_id)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // The index is at most a poll behind the log; what lies above the cursor is waiting.
+        let newest = self.inner.cx.identity.indexed_through();
+        status.backlog = newest.saturating_sub(status.cursor);
+        status
     }
 
     /// Stops every worker after its in-flight requests finish and records their outcome.

@@ -519,6 +519,7 @@ impl Worker {
             }
         }
         if let Some(reason) = unauthorized {
+            self.count(|s| s.failed_requests += 1);
             self.pause_for_credentials(&reason).await?;
         } else if let Some((reason, retry_after)) = retry {
             let failures = self.backoff.as_ref().map_or(0, |b| b.consecutive_failures) + 1;
@@ -535,8 +536,12 @@ impl Worker {
                 s.failed_requests += 1;
                 s.last_error = Some(reason);
             });
-        } else if any_success && self.backoff.take().is_some() {
-            self.progress.backoff = Some(None);
+        } else if any_success {
+            if self.backoff.take().is_some() {
+                self.progress.backoff = Some(None);
+            }
+            // Delivering again: an earlier error is history (the delivery log keeps it).
+            self.count(|s| s.last_error = None);
         }
         // Recorded by the next step's commit, after it has sent what is now due.
         Ok(())

@@ -711,6 +711,14 @@ async fn rejected_credentials_pause_the_destination_until_they_are_updated() {
         .unwrap()
         .starts_with("credentials_rejected"));
     assert_eq!(shown["dead_letters"], 0, "nothing is dead-lettered");
+    assert!(
+        shown["status"]["failed_requests"].as_u64().unwrap() >= 1,
+        "the refused request counts: {shown}"
+    );
+    assert!(
+        shown["status"]["backlog"].as_u64().unwrap() >= 1,
+        "the waiting event shows: {shown}"
+    );
     let requests_while_paused = server.requests().len();
     app.post_ok(
         "/v1/track",
@@ -753,6 +761,19 @@ async fn rejected_credentials_pause_the_destination_until_they_are_updated() {
     })
     .await;
     assert_eq!(names, ["E1", "E2"]);
+    let shown = eventually_async("the old error cleared", || async {
+        let (_, shown) = admin(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/destinations/{id}"),
+            None,
+        )
+        .await;
+        (shown["status"]["last_error"].is_null() && shown["status"]["backlog"] == 0)
+            .then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["status"]["state"], "active");
 }
 
 #[tokio::test]
