@@ -105,7 +105,8 @@ SINCE="$(date +%s.%N)"
 mkdir -p "$WORK/data"
 
 echo "server: $SLUICE_BIN serve on $BASE (data $WORK/data)"
-SLUICE_ADMIN_TOKEN="$TOKEN" "$SLUICE_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
+# Debug logging, so the "no secret in any log line" check below covers every level.
+SLUICE_LOG=debug SLUICE_ADMIN_TOKEN="$TOKEN" "$SLUICE_BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -156,4 +157,16 @@ STATUS=$?
   --manifest "python=$WORK/python.json" --manifest "node=$WORK/node.json"
 DELIVERY_STATUS=$?
 [ "$DELIVERY_STATUS" -eq 0 ] || STATUS=$DELIVERY_STATUS
+
+# No secret in any log line: neither the Customer.io API key nor the admin token.
+if grep -q -e "API_KEY_TEST" -e "$TOKEN" "$WORK/server.log"; then
+  echo "FAIL a secret appears in the sluice log:"
+  grep -n -e "API_KEY_TEST" -e "$TOKEN" "$WORK/server.log" | head -n 3
+  STATUS=1
+elif [ "$(wc -l <"$WORK/server.log")" -lt 20 ]; then
+  echo "FAIL the sluice log is nearly empty, so the secret check proves nothing"
+  STATUS=1
+else
+  echo "PASS no secret in $(wc -l <"$WORK/server.log") debug log lines"
+fi
 exit "$STATUS"
