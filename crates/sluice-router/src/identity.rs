@@ -23,7 +23,15 @@ pub struct IdentityIndex {
     /// anonymousId → links learned for it, ascending by seq.
     links: RwLock<HashMap<String, Vec<(u64, String)>>>,
     indexed_through: watch::Sender<u64>,
+    /// When the position was last written to the store.
+    position_saved_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long the index lets appends gather after being woken.
+const APPEND_GATHER: Duration = Duration::from_millis(5);
+
+/// How often the index's position is saved when nothing new was learned.
+const POSITION_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl IdentityIndex {
     /// Loads the links learned so far.
@@ -38,6 +46,7 @@ impl IdentityIndex {
         Ok(Self {
             links: RwLock::new(map),
             indexed_through: watch::Sender::new(through),
+            position_saved_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -127,6 +136,10 @@ impl IdentityIndex {
             if log_closing {
                 // No more notifications: fall back to polling.
                 tokio::time::sleep(poll_interval).await;
+            } else {
+                // Let a burst of appends gather, so one pass reads many of them: under load a
+                // pass per group commit costs more than the events it reads.
+                tokio::time::sleep(APPEND_GATHER.min(poll_interval)).await;
             }
         }
     }
@@ -197,10 +210,27 @@ impl IdentityIndex {
         batch.new_users = chunk_users.into_iter().collect();
         let links = batch.links.clone();
         let users: Vec<String> = batch.new_users.iter().map(|(u, _)| u.clone()).collect();
-        store
-            .record_identities(batch)
-            .await
-            .map_err(|e| e.to_string())?;
+        // A stretch that taught nothing needs no store transaction (an fsync) right away: only
+        // the position would be saved, and re-reading from an older one after a restart learns
+        // the same links again. It is saved at most once a second then.
+        let learned = !batch.links.is_empty() || !batch.new_users.is_empty();
+        let position_due = {
+            let mut saved = self
+                .position_saved_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = saved.is_none_or(|at| at.elapsed() >= POSITION_SAVE_INTERVAL);
+            if learned || due {
+                *saved = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if learned || position_due {
+            store
+                .record_identities(batch)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if seen_users.len() + users.len() > SEEN_USERS_CACHE {
             seen_users.clear();
         }
