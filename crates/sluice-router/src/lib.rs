@@ -86,6 +86,20 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long a stopping worker may take to finish its in-flight requests before it is
+/// aborted (safe: what it did not record is above the cursor and is sent again).
+const WORKER_STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Running {
+    async fn stop_within(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            tracing::warn!(destination = %self.record.name, "delivery did not stop in time; aborted (unrecorded requests are sent again)");
+            self.task.abort();
+        }
+    }
+}
+
 /// The delivery engine's handle.
 #[derive(Clone)]
 pub struct Router {
@@ -193,8 +207,7 @@ impl Router {
             .collect();
         for id in stale {
             if let Some(worker) = running.remove(&id) {
-                let _ = worker.stop.send(true);
-                let _ = worker.task.await;
+                worker.stop_within(WORKER_STOP_GRACE).await;
             }
         }
         // Destinations without a worker still show where their cursor is.
@@ -291,8 +304,7 @@ impl Router {
         let _ = self.inner.stop.send(true);
         let mut running = self.inner.running.lock().await;
         for (_, worker) in running.drain() {
-            let _ = worker.stop.send(true);
-            let _ = worker.task.await;
+            worker.stop_within(WORKER_STOP_GRACE).await;
         }
     }
 }

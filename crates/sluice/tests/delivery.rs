@@ -1247,3 +1247,53 @@ async fn a_destination_created_in_the_store_starts_without_a_restart_and_honours
         "the backend source is not routed here"
     );
 }
+
+#[tokio::test]
+async fn a_slow_destination_does_not_hold_up_its_own_reconfiguration() {
+    let app = spawn_fast().await;
+    let server = cio().await;
+    // Answers take far longer than the grace a stopping worker gets.
+    server.set_delay(Duration::from_secs(60));
+    let source = app.create_source("server").await;
+    let created = create_destination(
+        &app,
+        json!({"name": "slow", "type": "customerio", "config": cio_config(&server)}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    app.post_ok(
+        "/v1/track",
+        &source.write_key,
+        &json!({"userId": "u", "event": "E", "messageId": "m1"}),
+    )
+    .await;
+    eventually("a request in flight", || {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/v2/batch" && r.status == 0)
+            .then_some(())
+    })
+    .await;
+    let (status, shown) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/destinations/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/v2/batch" && r.status == 0),
+        "the change returned without waiting for the slow answer"
+    );
+    use sluice_store::Store;
+    assert_eq!(
+        app.server.store.destination_cursor(&id).await.unwrap(),
+        Some(0),
+        "nothing unconfirmed was passed"
+    );
+}
