@@ -1290,7 +1290,6 @@ async fn a_slow_destination_does_not_hold_up_its_own_reconfiguration() {
             .any(|r| r.path == "/api/v2/batch" && r.status == 0),
         "the change returned without waiting for the slow answer"
     );
-    use sluice_store::Store;
     assert_eq!(
         app.server.store.destination_cursor(&id).await.unwrap(),
         Some(0),
