@@ -129,6 +129,25 @@ impl Endpoint {
     }
 }
 
+/// A page whose origin its source does not allow is refused (403, no CORS grant).
+fn check_origin(headers: &HeaderMap, source: &sluice_store::Source) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        Some(origin) if !source.allows_origin(origin) => Err(ApiError::origin_not_allowed(origin)),
+        _ => Ok(()),
+    }
+}
+
+/// The answer when sources cannot be read: retry soon.
+fn sources_unavailable(error: sluice_store::StoreError) -> ApiError {
+    tracing::error!(%error, "write key lookup failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "sources cannot be read right now; retry",
+    )
+    .retry_after(5)
+}
+
 /// The write key of a settings path, if `path` is one.
 fn settings_key(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/v1").unwrap_or(path);
@@ -198,15 +217,7 @@ impl Collector {
                 ))
             }
             Ok(_) => ApiError::origin_not_allowed(origin).into_response(),
-            Err(error) => {
-                tracing::error!(%error, "cannot read sources for a preflight");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "sources cannot be read right now; retry",
-                )
-                .into_response()
-            }
+            Err(error) => sources_unavailable(error).into_response(),
         }
     }
 
@@ -230,25 +241,9 @@ impl Collector {
                     "no source has this write key; copy it from the source in sluice",
                 ))
             }
-            Err(error) => {
-                tracing::error!(%error, "write key lookup failed");
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "sources cannot be read right now; retry",
-                )
-                .retry_after(5));
-            }
+            Err(error) => return Err(sources_unavailable(error)),
         };
-        if let Some(origin) = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-        {
-            if !source.allows_origin(origin) {
-                return Err(ApiError::origin_not_allowed(origin));
-            }
-        }
+        check_origin(&parts.headers, &source)?;
         let base = PublicBase::resolve(
             self.config.public_url.as_deref(),
             self.config.tls,
@@ -334,15 +329,7 @@ impl Collector {
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
 
         let source = self.authenticate(&parts.headers, &parsed).await?;
-        if let Some(origin) = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-        {
-            if !source.allows_origin(origin) {
-                return Err(ApiError::origin_not_allowed(origin));
-            }
-        }
+        check_origin(&parts.headers, &source)?;
         if let Some(rate) = source
             .rate_limit_per_second
             .or(self.config.default_rate_limit_per_second)
@@ -391,15 +378,7 @@ impl Collector {
                 "invalid_write_key",
                 "unknown write key; copy it from the source in sluice (`sluice source list`)",
             )),
-            Err(e) => {
-                tracing::error!(error = %e, "write key lookup failed");
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "sources cannot be read right now; retry",
-                )
-                .retry_after(5))
-            }
+            Err(error) => Err(sources_unavailable(error)),
         }
     }
 
