@@ -288,60 +288,35 @@ impl Mapper {
             .and_then(Value::as_str)
             .and_then(sluice_core::time::parse_timestamp);
         let unix = timestamp.map(|t| t.timestamp());
+        let millis = timestamp.map(|t| t.timestamp_millis());
+        let properties = fields.get("properties");
         match e.event.event_type() {
             Some(EventType::Identify) => self.identify(e, unix),
             Some(EventType::Track) => {
                 let name = fields.get("event").and_then(Value::as_str).unwrap_or("");
                 match reserved_action(name) {
                     Some(action) => self.person_operation(e, action, unix),
-                    None => self.event(
-                        e,
-                        "event",
-                        name,
-                        unix,
-                        timestamp.map(|t| t.timestamp_millis()),
-                    ),
+                    None => self.event(e, "event", name, unix, millis),
                 }
             }
             Some(EventType::Page) => {
-                let name = [
-                    fields.get("properties").and_then(|p| p.get("url")),
-                    fields
-                        .get("context")
-                        .and_then(|c| c.get("page"))
-                        .and_then(|p| p.get("url")),
+                let page_url = fields
+                    .get("context")
+                    .and_then(|c| c.get("page"))
+                    .and_then(|p| p.get("url"));
+                let candidates = [
+                    properties.and_then(|p| p.get("url")),
+                    page_url,
                     fields.get("name"),
-                ]
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .find(|s| !s.trim().is_empty())
-                .ok_or("a page view needs properties.url, context.page.url or a name")?;
-                self.event(
-                    e,
-                    "page",
-                    name,
-                    unix,
-                    timestamp.map(|t| t.timestamp_millis()),
-                )
+                ];
+                let name = first_text(candidates)
+                    .ok_or("a page view needs properties.url, context.page.url or a name")?;
+                self.event(e, "page", name, unix, millis)
             }
             Some(EventType::Screen) => {
-                let name = [
-                    fields.get("name"),
-                    fields.get("properties").and_then(|p| p.get("name")),
-                ]
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .find(|s| !s.trim().is_empty())
-                .ok_or("a screen view needs a name")?;
-                self.event(
-                    e,
-                    "screen",
-                    name,
-                    unix,
-                    timestamp.map(|t| t.timestamp_millis()),
-                )
+                let candidates = [fields.get("name"), properties.and_then(|p| p.get("name"))];
+                let name = first_text(candidates).ok_or("a screen view needs a name")?;
+                self.event(e, "screen", name, unix, millis)
             }
             Some(EventType::Group) => self.group(e, unix),
             Some(EventType::Alias) => self.alias(e, unix),
@@ -652,6 +627,15 @@ impl Mapper {
         }
         data
     }
+}
+
+/// The first of `candidates` that is a non-blank string.
+fn first_text<const N: usize>(candidates: [Option<&Value>; N]) -> Option<&str> {
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|s| !s.trim().is_empty())
 }
 
 fn insert_timestamp(op: &mut Value, unix: Option<i64>) {
