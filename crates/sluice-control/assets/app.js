@@ -8,18 +8,31 @@
     var source = document.getElementById(button.getAttribute("data-copy"));
     var note = button.nextElementSibling;
     var text = source.value || source.textContent;
-    var done = function () { if (note) note.textContent = "Copied."; };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, function () { source.select(); document.execCommand("copy"); done(); });
-    } else {
+    var say = function (message) {
+      if (!note) return;
+      note.textContent = message;
+      setTimeout(function () { note.textContent = ""; }, 3000);
+    };
+    var fallback = function () {
       source.select();
-      document.execCommand("copy");
-      done();
+      var copied = false;
+      try { copied = document.execCommand("copy"); } catch (err) { copied = false; }
+      say(copied ? "Copied." : "Copy failed: the text is selected, press Ctrl+C (⌘C).");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { say("Copied."); }, fallback);
+    } else {
+      fallback();
     }
   });
 
   function startDebugger(list) {
+    var status = document.getElementById("debugger-status");
     var stream = new EventSource(list.getAttribute("data-stream"));
+    var show = function (text) { if (status) status.textContent = text; };
+    show("Connecting…");
+    stream.addEventListener("open", function () { show("Connected: new events appear below as they arrive."); });
+    stream.addEventListener("error", function () { show("Connection lost; reconnecting…"); });
     stream.addEventListener("event", function (message) {
       var stored;
       try { stored = JSON.parse(message.data); } catch (err) { return; }
