@@ -174,6 +174,9 @@ pub trait DestinationKind: Destination + Sized {
     const KIND: &'static str;
     /// Config fields that are secrets: never returned by the API or logged.
     const SECRET_FIELDS: &'static [&'static str];
+    /// Config fields holding URLs whose password and query values may be secrets (a token in
+    /// a webhook URL): shown with those parts masked.
+    const URL_FIELDS: &'static [&'static str] = &[];
 
     fn from_config(config: &Value, context: &BuildContext) -> Result<Self, ConfigError>;
 }

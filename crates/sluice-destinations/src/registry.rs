@@ -10,6 +10,7 @@ type Builder = fn(&Value, &BuildContext) -> Result<Arc<dyn Destination>, ConfigE
 struct Kind {
     build: Builder,
     secret_fields: &'static [&'static str],
+    url_fields: &'static [&'static str],
 }
 
 /// Destination kinds by their `type` name.
@@ -34,7 +35,27 @@ pub fn mask_secret(secret: &str) -> String {
 }
 
 fn is_masked(value: &Value) -> bool {
-    value.as_str().is_some_and(|s| s.starts_with("••••"))
+    value.as_str().is_some_and(|s| s.contains("••••"))
+}
+
+/// A URL with its password and query values masked (`?token=••••`); `None` when it has none.
+fn mask_url(url: &str) -> Option<String> {
+    let mut parsed = reqwest::Url::parse(url).ok()?;
+    let mut masked = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("••••"));
+        masked = true;
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, _)| (k.into_owned(), "••••".to_owned()))
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        masked = true;
+    }
+    // Shown as typed: the bullets stay readable rather than percent-encoded.
+    masked.then(|| parsed.to_string().replace("%E2%80%A2", "•"))
 }
 
 impl Registry {
@@ -50,6 +71,7 @@ impl Registry {
             Kind {
                 build: build::<K>,
                 secret_fields: K::SECRET_FIELDS,
+                url_fields: K::URL_FIELDS,
             },
         );
         self
@@ -88,12 +110,18 @@ impl Registry {
     /// The configuration with every secret masked, as the API and the dashboard show it.
     pub fn masked_config(&self, kind: &str, config: &Value) -> Value {
         let mut shown = config.clone();
-        let secrets = self.kind(kind).map(|k| k.secret_fields).unwrap_or_default();
+        let (secrets, urls) = self
+            .kind(kind)
+            .map(|k| (k.secret_fields, k.url_fields))
+            .unwrap_or_default();
         if let Some(fields) = shown.as_object_mut() {
             for (name, value) in fields.iter_mut() {
+                let Some(text) = value.as_str() else { continue };
                 if secrets.contains(&name.as_str()) {
-                    if let Some(secret) = value.as_str() {
-                        *value = Value::String(mask_secret(secret));
+                    *value = Value::String(mask_secret(text));
+                } else if urls.contains(&name.as_str()) {
+                    if let Some(masked) = mask_url(text) {
+                        *value = Value::String(masked);
                     }
                 }
             }
@@ -105,10 +133,14 @@ impl Registry {
     /// a secret sent back masked (as the API showed it), which keeps its stored value.
     pub fn merge_config(&self, kind: &str, current: &Value, change: &Value) -> Value {
         let mut merged = current.clone();
-        let secrets = self.kind(kind).map(|k| k.secret_fields).unwrap_or_default();
+        let (secrets, urls) = self
+            .kind(kind)
+            .map(|k| (k.secret_fields, k.url_fields))
+            .unwrap_or_default();
         if let (Some(target), Some(changes)) = (merged.as_object_mut(), change.as_object()) {
             for (name, value) in changes {
-                if secrets.contains(&name.as_str()) && is_masked(value) {
+                let guarded = secrets.contains(&name.as_str()) || urls.contains(&name.as_str());
+                if guarded && is_masked(value) {
                     continue;
                 }
                 target.insert(name.clone(), value.clone());
@@ -145,6 +177,24 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn tokens_in_a_webhook_url_are_masked_and_kept_when_echoed_back() {
+        let registry = builtin();
+        let config =
+            json!({"url": "https://user:pw@hooks.test/in?token=s3cr3t&team=a", "secret": "k"});
+        let shown = registry.masked_config("webhook", &config);
+        let url = shown["url"].as_str().unwrap();
+        assert!(!url.contains("s3cr3t") && !url.contains(":pw@"), "{url}");
+        assert!(
+            url.contains("token=••••") && url.contains("hooks.test/in"),
+            "{url}"
+        );
+        let plain = registry.masked_config("webhook", &json!({"url": "https://hooks.test/in"}));
+        assert_eq!(plain["url"], "https://hooks.test/in", "nothing to hide");
+        let echoed = registry.merge_config("webhook", &config, &shown);
+        assert_eq!(echoed["url"], config["url"]);
     }
 
     #[test]

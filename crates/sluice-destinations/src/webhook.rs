@@ -28,6 +28,7 @@ pub struct Webhook {
 impl DestinationKind for Webhook {
     const KIND: &'static str = "webhook";
     const SECRET_FIELDS: &'static [&'static str] = &["secret"];
+    const URL_FIELDS: &'static [&'static str] = &["url"];
 
     fn from_config(config: &Value, context: &BuildContext) -> Result<Self, ConfigError> {
         let url = required_str(config, "url")?;
