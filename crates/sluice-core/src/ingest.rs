@@ -299,15 +299,11 @@ fn too_large(index: usize, text: &str, limits: Limits) -> Rejection {
 }
 
 fn rejection(index: usize, code: &'static str, message: String, payload: &str) -> Rejection {
-    let mut end = payload.len().min(REJECTED_PAYLOAD_KEEP_BYTES);
-    while !payload.is_char_boundary(end) {
-        end -= 1;
-    }
     Rejection {
         index,
         code,
         message,
-        payload: payload[..end].to_owned(),
+        payload: crate::text::cut(payload, REJECTED_PAYLOAD_KEEP_BYTES).to_owned(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod event;
 pub mod ingest;
 pub mod limits;
+pub mod text;
 pub mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};

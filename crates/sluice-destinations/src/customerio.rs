@@ -7,7 +7,7 @@
 //! reserved event names → devices, delete, suppress and unsuppress. Customer.io's size limits
 //! are enforced field by field: an over-limit field is dropped (or a name cut) with a warning.
 
-use crate::http::{classify_status, cut, retry_after, transport_failure, without_url};
+use crate::http::{classify_status, retry_after, transport_failure, without_url};
 use crate::ulid::event_ulid;
 use crate::{
     config_str, config_u64, required_str, AliasKind, BatchLimits, BuildContext, ConfigError,
@@ -17,6 +17,7 @@ use crate::{
 use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{json, Map, Value};
+use sluice_core::text::cut;
 use sluice_core::EventType;
 
 /// Documented Track API limits (research file §2).

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the destinations: classifying a response and reading Retry-After.
 
 use crate::{DeliveryError, DeliveryReport, ItemError};
+use sluice_core::text::cut;
 use std::time::Duration;
 
 /// Bodies kept in the delivery log are cut here.
@@ -71,18 +72,6 @@ pub fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
-/// Cuts text at a character boundary, at most `max` bytes.
-pub fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,11 +125,5 @@ mod tests {
         );
         headers.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn cut_respects_char_boundaries() {
-        assert_eq!(cut("héllo", 2), "h");
-        assert_eq!(cut("hello", 10), "hello");
     }
 }

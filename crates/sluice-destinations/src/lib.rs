@@ -13,7 +13,7 @@ pub mod registry;
 pub mod ulid;
 pub mod webhook;
 
-pub use http::{cut, MAX_LOGGED_BODY};
+pub use http::MAX_LOGGED_BODY;
 pub use registry::{builtin, Registry};
 
 use async_trait::async_trait;

@@ -12,9 +12,10 @@ use crate::limiter::RateLimiter;
 use crate::{DestinationStatus, RouterConfig, SharedStatus};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use sluice_core::text::cut;
 use sluice_core::{Clock, Event};
 use sluice_destinations::{
-    cut, DeliveryError, DeliveryEvent, Destination, Mapped, Op, ResolvedIdentity, MAX_LOGGED_BODY,
+    DeliveryError, DeliveryEvent, Destination, Mapped, Op, ResolvedIdentity, MAX_LOGGED_BODY,
 };
 use sluice_log::{EventLog, StoredEvent};
 use sluice_store::{
