@@ -23,18 +23,13 @@ pub struct Sessions {
     sessions: Mutex<HashMap<String, Session>>,
 }
 
-fn random_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 impl Sessions {
     /// Starts a session: `(session id, CSRF token)`.
     pub fn start(&self) -> (String, String) {
-        let (id, csrf) = (random_token(), random_token());
+        let (id, csrf) = (
+            sluice_store::new_secret_token(),
+            sluice_store::new_secret_token(),
+        );
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         sessions.retain(|_, s| now.duration_since(s.last_used) < IDLE_LIFETIME);

@@ -169,6 +169,16 @@ pub fn new_write_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A fresh secret (the admin token, a dashboard session id or CSRF token): 64 hex characters
+/// from two random UUIDs, 244 random bits.
+pub fn new_secret_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// A fresh source id.
 pub fn new_source_id() -> String {
     format!("src_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])

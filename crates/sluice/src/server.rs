@@ -91,11 +91,7 @@ fn admin_token(config: &Config) -> anyhow::Result<(String, bool)> {
             return Ok((existing.trim().to_owned(), false));
         }
     }
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = sluice_store::new_secret_token();
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     Ok((token, true))
 }
