@@ -7,7 +7,7 @@
 //! reserved event names → devices, delete, suppress and unsuppress. Customer.io's size limits
 //! are enforced field by field: an over-limit field is dropped (or a name cut) with a warning.
 
-use crate::http::{classify_status, retry_after, transport_failure, without_url};
+use crate::http::{batch_body, classify_status, send, transport_failure, without_url};
 use crate::ulid::event_ulid;
 use crate::{
     config_str, config_u64, required_str, AliasKind, BatchLimits, BuildContext, ConfigError,
@@ -152,38 +152,24 @@ impl Destination for CustomerIo {
     }
 
     async fn deliver(&self, ops: &[&Op]) -> DeliveryReport {
-        let mut body =
-            String::with_capacity(12 + ops.iter().map(|op| op.json.len() + 1).sum::<usize>());
-        body.push_str("{\"batch\":[");
-        for (i, op) in ops.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(&op.json);
-        }
-        body.push_str("]}");
-        let sent = self
+        let body = batch_body(ops);
+        let request = self
             .http
             .post(format!("{}/api/v2/batch", self.base_url))
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => return transport_failure(body, &error),
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let answer = match send(request, &body).await {
+            Ok(answer) => answer,
+            Err(report) => return report,
         };
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let response_body = match response.text().await {
-            Ok(text) => text,
+        let (status, response_body) = match answer.body {
+            Ok(text) => (answer.status, text),
             Err(error) => return transport_failure(body, &error),
         };
         let result = if status == 207 {
             item_errors(&response_body, ops.len())
         } else {
-            classify_status(status, wait, &response_body)
+            classify_status(status, answer.retry_after, &response_body)
         };
         DeliveryReport {
             request_body: body,

@@ -1,11 +1,46 @@
 //! HTTP plumbing shared by the destinations: classifying a response and reading Retry-After.
 
-use crate::{DeliveryError, DeliveryReport, ItemError};
+use crate::{DeliveryError, DeliveryReport, ItemError, Op};
 use sluice_core::text::cut;
 use std::time::Duration;
 
 /// Bodies kept in the delivery log are cut here.
 pub const MAX_LOGGED_BODY: usize = 64 * 1024;
+
+/// `{"batch":[op,…]}` from already-serialised operations (Customer.io's and the webhook's body).
+pub fn batch_body(ops: &[&Op]) -> String {
+    let mut body =
+        String::with_capacity(12 + ops.iter().map(|op| op.json.len() + 1).sum::<usize>());
+    body.push_str("{\"batch\":[");
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&op.json);
+    }
+    body.push_str("]}");
+    body
+}
+
+/// What came back for a request that got an answer.
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The response body, or why it could not be read.
+    pub body: Result<String, reqwest::Error>,
+}
+
+/// Sends `body` with `request`; a request that got no answer is a retryable report.
+pub async fn send(request: reqwest::RequestBuilder, body: &str) -> Result<Answer, DeliveryReport> {
+    match request.body(body.to_owned()).send().await {
+        Ok(response) => Ok(Answer {
+            status: response.status().as_u16(),
+            retry_after: retry_after(response.headers()),
+            body: response.text().await,
+        }),
+        Err(error) => Err(transport_failure(body.to_owned(), &error)),
+    }
+}
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {

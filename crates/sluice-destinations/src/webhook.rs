@@ -5,7 +5,7 @@
 //! `X-Sluice-Signature: sha256=<hex HMAC-SHA256(secret, body)>` lets the receiver check that
 //! the body came from sluice unchanged.
 
-use crate::http::{classify_status, retry_after, transport_failure};
+use crate::http::{batch_body, classify_status, send};
 use crate::{
     config_str, config_u64, required_str, BatchLimits, BuildContext, ConfigError, DeliveryEvent,
     DeliveryReport, Destination, DestinationKind, Mapped, Op,
@@ -96,14 +96,7 @@ impl Destination for Webhook {
     }
 
     async fn deliver(&self, ops: &[&Op]) -> DeliveryReport {
-        let mut body = String::from("{\"batch\":[");
-        for (i, op) in ops.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(&op.json);
-        }
-        body.push_str("]}");
+        let body = batch_body(ops);
         let mut request = self
             .http
             .post(&self.url)
@@ -111,17 +104,16 @@ impl Destination for Webhook {
         if let Some(secret) = &self.secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, body.as_bytes()));
         }
-        let response = match request.body(body.clone()).send().await {
-            Ok(response) => response,
-            Err(error) => return transport_failure(body, &error),
+        let answer = match send(request, &body).await {
+            Ok(answer) => answer,
+            Err(report) => return report,
         };
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let response_body = response.text().await.unwrap_or_default();
+        // The status decides; an unreadable body is shown as empty.
+        let response_body = answer.body.unwrap_or_default();
         DeliveryReport {
-            result: classify_status(status, wait, &response_body),
+            result: classify_status(answer.status, answer.retry_after, &response_body),
             request_body: body,
-            status: Some(status),
+            status: Some(answer.status),
             response_body,
         }
     }
