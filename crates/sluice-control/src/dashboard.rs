@@ -324,22 +324,12 @@ async fn source_page(
     )
 }
 
-async fn destination_views(
-    state: &AdminState,
-) -> Result<Vec<destinations::DestinationView>, AdminError> {
-    let mut views = Vec::new();
-    for record in state.store.list_destinations().await? {
-        views.push(destinations::view(state, record).await?);
-    }
-    Ok(views)
-}
-
 async fn destinations_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let session = match require_session(&state, &headers) {
         Ok(session) => session,
         Err(refused) => return refused.into_response(),
     };
-    match destination_views(&state).await {
+    match destinations::views(&state).await {
         Ok(destinations) => render(
             "destinations.html",
             context! { csrf => session.csrf, destinations },
@@ -353,7 +343,7 @@ async fn destination_rows(State(state): State<AdminState>, headers: HeaderMap) -
     if let Err(refused) = require_session(&state, &headers) {
         return refused.into_response();
     }
-    match destination_views(&state).await {
+    match destinations::views(&state).await {
         Ok(destinations) => render("destination_rows.html", context! { destinations }),
         Err(error) => error.into_response(),
     }

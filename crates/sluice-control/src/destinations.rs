@@ -245,11 +245,18 @@ struct DestinationList {
 async fn list_destinations(
     State(state): State<AdminState>,
 ) -> Result<Json<DestinationList>, AdminError> {
-    let mut destinations = Vec::new();
+    Ok(Json(DestinationList {
+        destinations: views(&state).await?,
+    }))
+}
+
+/// Every destination as shown (API list and dashboard).
+pub(crate) async fn views(state: &AdminState) -> Result<Vec<DestinationView>, AdminError> {
+    let mut views = Vec::new();
     for record in state.store.list_destinations().await? {
-        destinations.push(view(&state, record).await?);
+        views.push(view(state, record).await?);
     }
-    Ok(Json(DestinationList { destinations }))
+    Ok(views)
 }
 
 #[utoipa::path(get, path = "/api/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "id or name")),
