@@ -289,18 +289,11 @@ async fn destination_and_dead_letter_commands_work_through_the_admin_api() {
         &json!({"userId": "u", "event": "E", "messageId": "m1"}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually_async("a dead letter listed by the CLI", || async {
         let listed = cli(&app, &["dead-letters", "list", "--destination", "cio"]).await;
-        if stdout(&listed).starts_with("1 dead letters") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no dead letter: {listed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        stdout(&listed).starts_with("1 dead letters").then_some(())
+    })
+    .await;
     let replayed = cli(&app, &["dead-letters", "replay", "--destination", "cio"]).await;
     assert!(
         stdout(&replayed).contains("replayed 1 dead letters"),
@@ -310,14 +303,10 @@ async fn destination_and_dead_letter_commands_work_through_the_admin_api() {
         String::from_utf8_lossy(&replayed.stderr).contains("1/1"),
         "a progress bar: {replayed:?}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while server.accepted().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the replayed event never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the replayed event", || {
+        (!server.accepted().is_empty()).then_some(())
+    })
+    .await;
     let disabled = cli(&app, &["destination", "disable", "cio"]).await;
     assert!(stdout(&disabled).contains("disabled"), "{disabled:?}");
     let deleted = cli(&app, &["destination", "delete", "cio"]).await;

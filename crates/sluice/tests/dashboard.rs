@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use sluice_testkit::{CioOptions, CioTestServer};
-use std::time::Duration;
 
 struct Browser {
     http: reqwest::Client,
@@ -247,11 +246,7 @@ async fn sign_in_create_a_source_and_a_customerio_destination_with_forms_only() 
         &json!({"userId": "u1", "event": "Signed Up", "messageId": "m1"}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while cio.accepted().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nothing delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("a delivery", || (!cio.accepted().is_empty()).then_some(())).await;
     let (status, page) = browser.get(&destination_page).await;
     assert_eq!(status, 200);
     assert!(page.contains("••••TEST"), "the key is masked");
@@ -259,17 +254,11 @@ async fn sign_in_create_a_source_and_a_customerio_destination_with_forms_only() 
         !page.contains("API_KEY_TEST"),
         "no secret in the page source"
     );
-    let (_, page) = loop {
-        let (status, page) = browser.get(&destination_page).await;
-        if page.contains("outcome-delivered") {
-            break (status, page);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the delivery log stays empty"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let page = eventually_async("a delivered row in the delivery log", || async {
+        let (_, page) = browser.get(&destination_page).await;
+        page.contains("outcome-delivered").then_some(page)
+    })
+    .await;
     assert!(
         page.contains("{&quot;batch&quot;:["),
         "the exact request body is shown"

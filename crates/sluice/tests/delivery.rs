@@ -61,39 +61,6 @@ async fn create_destination(app: &TestApp, body: Value) -> Value {
     created
 }
 
-/// Polls `check` every 10 ms until it gives a value, failing after 20 s.
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls an async `check` until it gives a value.
-async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// `count` track events spread round-robin over `people` persons `p0…`, each carrying its
 /// place in its person's sequence as `properties.n`.
 fn steps(people: usize, range: std::ops::Range<usize>) -> Vec<Value> {

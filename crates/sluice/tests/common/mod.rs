@@ -259,3 +259,26 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     );
     body
 }
+
+/// Polls an async `check` every 10 ms until it gives a value; fails after 20 s, naming `what`.
+pub async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually_async`] for a check that needs no awaiting.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    eventually_async(what, || std::future::ready(check())).await
+}
