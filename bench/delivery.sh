@@ -153,21 +153,8 @@ mkdir -p "$OUT" "$DATA_ROOT"
 # ---------------------------------------------------------------- helpers ---
 now_ms() { date +%s%3N; }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "could not find a free port"
-}
-
-random_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 

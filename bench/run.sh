@@ -127,21 +127,8 @@ jget() {
     sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\(\"[^\"]*\"\|[^,}]*\).*/\1/p" | head -n1 | tr -d '"'
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        port_in_use "$p" || {
-            echo "$p"
-            return 0
-        }
-    done
-    die "could not find a free port"
-}
-
-random_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # rss_sampler PID FILE: every 200 ms append "VmRSS_kB VmHWM_kB" until killed
 # or the process goes away.
