@@ -172,6 +172,26 @@ fn required_str<'a>(
     }
 }
 
+/// A field that must be present and a JSON object.
+fn required_object<'a>(
+    value: Option<&'a Value>,
+    field: &str,
+) -> Result<&'a Map<String, Value>, OpError> {
+    match value {
+        None | Some(Value::Null) => Err(OpError::new(
+            "required",
+            field,
+            format!("{field} is required"),
+        )),
+        Some(Value::Object(object)) => Ok(object),
+        Some(_) => Err(OpError::new(
+            "invalid",
+            field,
+            format!("{field} must be an object"),
+        )),
+    }
+}
+
 fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
@@ -234,23 +254,7 @@ fn single_identifier<'a>(
     field: &str,
     allowed: &[&str],
 ) -> Result<&'a str, OpError> {
-    let ids = match identifiers {
-        None | Some(Value::Null) => {
-            return Err(OpError::new(
-                "required",
-                field,
-                format!("{field} is required"),
-            ))
-        }
-        Some(Value::Object(ids)) => ids,
-        Some(_) => {
-            return Err(OpError::new(
-                "invalid",
-                field,
-                format!("{field} must be an object"),
-            ))
-        }
-    };
+    let ids = required_object(identifiers, field)?;
     if ids.len() != 1 {
         return Err(OpError::new(
             "invalid",
@@ -305,23 +309,7 @@ fn check_identifier_value(field: &str, value: &Value) -> Check {
 
 /// `{object_type_id, object_id}` (type id a string of digits) or `{cio_object_id}`.
 fn object_identifiers(identifiers: Option<&Value>, field: &str) -> Check {
-    let ids = match identifiers {
-        None | Some(Value::Null) => {
-            return Err(OpError::new(
-                "required",
-                field,
-                format!("{field} is required"),
-            ))
-        }
-        Some(Value::Object(ids)) => ids,
-        Some(_) => {
-            return Err(OpError::new(
-                "invalid",
-                field,
-                format!("{field} must be an object"),
-            ))
-        }
-    };
+    let ids = required_object(identifiers, field)?;
     if ids.len() == 1 && ids.contains_key("cio_object_id") {
         return ids.get("cio_object_id").map_or(Ok(()), |v| {
             check_identifier_value(&join(field, "cio_object_id"), v)
@@ -638,19 +626,7 @@ pub(crate) fn check_platform(field: &str, platform: Option<&Value>) -> Check {
 /// v2 `device`: `token` always; for add_device also `platform`, integer `last_used`, object
 /// `attributes`.
 fn check_device(obj: &Map<String, Value>, add: bool) -> Check {
-    let device = match obj.get("device") {
-        None | Some(Value::Null) => {
-            return Err(OpError::new("required", "device", "device is required"))
-        }
-        Some(Value::Object(device)) => device,
-        Some(_) => {
-            return Err(OpError::new(
-                "invalid",
-                "device",
-                "device must be an object",
-            ))
-        }
-    };
+    let device = required_object(obj.get("device"), "device")?;
     required_str(device, "token", "device")?;
     if !add {
         return Ok(());
